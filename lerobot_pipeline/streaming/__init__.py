@@ -1,0 +1,1 @@
+"""Redis streaming path: messages, publisher, stream reading, embedded server. No dagster import."""
