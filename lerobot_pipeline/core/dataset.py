@@ -1,0 +1,203 @@
+"""Assemble a LeRobot v2.1 dataset from staged episode parts: indices, meta/, build-then-swap.
+
+- Episode indices are ``0..N-1`` and stable: recordings already in the dataset keep their order
+  (so a re-converted recording keeps its index), new ones are appended, removed ones leave no hole.
+- Incremental: a part whose version, index and global row offset are unchanged is hard-linked from
+  the current dataset; videos are always hard-linked, never re-encoded.
+- ``meta/provenance.jsonl`` records, per episode index, which recording/part/version it holds; it is
+  the record of what the dataset contains (Dagster's staleness stops tracking past 100 partitions).
+- The new tree is built beside the old one and swapped in: a reader never sees a half-built dataset.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lerobot_pipeline.config import PipelineConfig
+from lerobot_pipeline.core import features as F
+from lerobot_pipeline.core.episode_writer import StagedPart
+from lerobot_pipeline.core.fsutil import fresh_build_dir, link_or_copy, swap_directory, write_json_atomic, write_jsonl_atomic
+from lerobot_pipeline.core.stats import numeric_stats
+from lerobot_pipeline.core.video import probe_video
+from lerobot_pipeline.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    root: Path
+    episodes: int
+    frames: int
+    reused: int  # parts whose parquet was linked unchanged from the previous dataset
+    rewritten: int  # parts placed anew (new, re-converted, or shifted)
+    removed: int  # recordings dropped since the previous dataset
+    provenance: list[dict]
+
+
+@contextmanager
+def dataset_lock(output: Path) -> Iterator[None]:
+    """Serialise assemblies of the same dataset across processes."""
+    lock = output.with_name(f".{output.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_provenance(root: Path) -> list[dict]:
+    path = Path(root) / F.PROVENANCE_PATH
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def order_parts(parts: Sequence[StagedPart], previous: list[dict]) -> list[StagedPart]:
+    """Recordings already in the dataset first, in their order; then new ones as given."""
+    rank = {}
+    for row in previous:
+        rank.setdefault(row["episode_key"], len(rank))
+    keys_in_order = []
+    for p in parts:
+        k = p.report.episode_key
+        if k not in rank:
+            rank[k] = len(rank)
+        keys_in_order.append(k)
+    return sorted(parts, key=lambda p: (rank[p.report.episode_key], p.report.part))
+
+
+def _video_size(path: Path) -> tuple[int, int]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return s.codec_context.height, s.codec_context.width
+
+
+def _index_stats(n: int, episode_index: int, offset: int, task_index: int) -> dict:
+    return {
+        "episode_index": numeric_stats(np.full(n, episode_index, np.int64)),
+        "index": numeric_stats(np.arange(offset, offset + n, dtype=np.int64)),
+        "task_index": numeric_stats(np.full(n, task_index, np.int64)),
+    }
+
+
+def _write_parquet(src: Path, dst: Path, episode_index: int, offset: int, task_index: int) -> None:
+    table = pq.read_table(src)
+    n = table.num_rows
+    replace = {
+        "episode_index": pa.array(np.full(n, episode_index, np.int64)),
+        "index": pa.array(np.arange(offset, offset + n, dtype=np.int64)),
+        "task_index": pa.array(np.full(n, task_index, np.int64)),
+    }
+    for name, arr in replace.items():
+        table = table.set_column(table.schema.get_field_index(name), name, arr)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, dst)
+
+
+def assemble_dataset(
+    parts: Sequence[StagedPart], output: str | Path, config: PipelineConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> DatasetSummary:
+    """Build the dataset at ``output`` from ``parts`` (all recordings it should hold) and swap it in."""
+    output = Path(output)
+    if not parts:
+        raise DatasetError(f"no episodes to assemble into {output}")
+    uids = [p.uid for p in parts]
+    if len(set(uids)) != len(uids):
+        raise DatasetError(f"duplicate episode parts given for {output}")
+    chunks = config.output.chunks_size
+    cams = [c.name for c in config.cameras]
+    with dataset_lock(output):
+        previous = read_provenance(output)
+        prev_by_uid = {row["uid"]: row for row in previous}
+        ordered = order_parts(parts, previous)
+        tasks: list[str] = []
+        for p in ordered:
+            if p.task not in tasks:
+                tasks.append(p.task)
+        first = ordered[0]
+        video_info = {}
+        for cam in cams:
+            probe = probe_video(first.video(cam))
+            video_info[cam] = probe.info_block(config.fps)
+        expected_size = {cam: (video_info[cam]["video.height"], video_info[cam]["video.width"]) for cam in cams}
+
+        build = fresh_build_dir(output)
+        try:
+            provenance, episodes, stats_rows = [], [], []
+            offset = reused = 0
+            for i, p in enumerate(ordered):
+                task_index = tasks.index(p.task)
+                data_rel = F.data_file(i, chunks)
+                prev = prev_by_uid.get(p.uid)
+                same = (prev is not None and prev["version"] == p.version and prev["episode_index"] == i
+                        and prev["offset"] == offset and prev["task_index"] == task_index)
+                if same and (output / data_rel).is_file():
+                    link_or_copy(output / data_rel, build / data_rel)
+                    reused += 1
+                else:
+                    _write_parquet(p.parquet, build / data_rel, i, offset, task_index)
+                for cam in cams:
+                    src = p.video(cam)
+                    if not same and _video_size(src) != expected_size[cam]:
+                        raise DatasetError(
+                            f"episode {p.uid} camera {cam}: video is {_video_size(src)} (h, w), "
+                            f"the dataset's is {expected_size[cam]}; one dataset needs one resolution per camera"
+                        )
+                    link_or_copy(src, build / F.video_file(i, cam, chunks))
+                stats = p.stats() | _index_stats(p.length, i, offset, task_index)
+                stats_rows.append({"episode_index": i, "stats": stats})
+                episodes.append({"episode_index": i, "tasks": [p.task], "length": p.length})
+                r = p.report
+                provenance.append({
+                    "episode_index": i, "uid": p.uid, "version": p.version, "offset": offset,
+                    "task_index": task_index, "length": p.length, "episode_key": r.episode_key,
+                    "source": r.source, "episode_id": r.episode_id, "part": r.part, "n_parts": r.n_parts,
+                    "strategy": r.strategy, "config_digest": r.config_digest,
+                    "capture_start_ns": r.capture_start_ns, "capture_end_ns": r.capture_end_ns,
+                    "frames_in": r.frames_in, "filled_frames": len(r.filled_frames),
+                    "utilisation": r.utilisation_total,
+                })
+                offset += p.length
+                if progress:
+                    progress(i + 1, len(ordered))
+            n = len(ordered)
+            info = {
+                "codebase_version": F.CODEBASE_VERSION,
+                "robot_type": config.output.robot_type,
+                "total_episodes": n,
+                "total_frames": offset,
+                "total_tasks": len(tasks),
+                "total_videos": n * len(cams),
+                "total_chunks": math.ceil(n / chunks),
+                "chunks_size": chunks,
+                "fps": config.fps,
+                "splits": {"train": f"0:{n}"},
+                "data_path": F.DATA_PATH,
+                "video_path": F.VIDEO_PATH,
+                "features": F.build_features(config, video_info),
+            }
+            write_jsonl_atomic(build / F.TASKS_PATH, [{"task_index": i, "task": t} for i, t in enumerate(tasks)])
+            write_jsonl_atomic(build / F.EPISODES_PATH, episodes)
+            write_jsonl_atomic(build / F.EPISODES_STATS_PATH, stats_rows)
+            write_jsonl_atomic(build / F.PROVENANCE_PATH, provenance)
+            write_json_atomic(build / F.INFO_PATH, info)  # last: a complete info.json marks a complete build
+            swap_directory(build, output)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+    removed = len({r["episode_key"] for r in previous} - {p.report.episode_key for p in parts})
+    return DatasetSummary(output, n, offset, reused, n - reused, removed, provenance)

@@ -1,0 +1,87 @@
+"""Per-episode feature statistics exactly as LeRobot 0.3.3 computes them (``compute_stats.py``).
+
+Numeric features: min/max/mean/std (population) over frames, ``count = [frames]``. Camera
+features: a subset of frames sampled evenly, large frames strided down, per-channel stats over
+all sampled pixels divided by 255, shaped ``[3, 1, 1]``, ``count = [sampled frames]``. Image stats
+are accumulated frame by frame (:class:`ImageStatsAccumulator`), so no episode is held in memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def estimate_num_samples(n: int, min_samples: int = 100, max_samples: int = 10_000, power: float = 0.75) -> int:
+    if n < min_samples:
+        min_samples = n
+    return max(min_samples, min(int(n**power), max_samples))
+
+
+def sample_indices(n: int) -> np.ndarray:
+    """Frame indices LeRobot samples for image stats of an ``n``-frame episode."""
+    return np.unique(np.round(np.linspace(0, n - 1, estimate_num_samples(n))).astype(int))
+
+
+def downsample_stride(height: int, width: int, target: int = 150, threshold: int = 300) -> int:
+    if max(height, width) < threshold:
+        return 1
+    return int(width / target) if width > height else int(height / target)
+
+
+def numeric_stats(array: np.ndarray) -> dict[str, list]:
+    """Stats of one numeric feature over its first axis; scalars get shape ``[1]``."""
+    a = np.asarray(array)
+    if a.ndim == 1:
+        a = a[:, None]
+    a64 = a.astype(np.float64)
+    return {
+        "min": a.min(axis=0).tolist(),
+        "max": a.max(axis=0).tolist(),
+        "mean": a64.mean(axis=0).tolist(),
+        "std": a64.std(axis=0).tolist(),
+        "count": [int(len(a))],
+    }
+
+
+class ImageStatsAccumulator:
+    """Streams RGB uint8 frames (H, W, 3) in; produces LeRobot image stats for the sampled ones."""
+
+    def __init__(self, n_frames: int):
+        self.wanted = set(sample_indices(n_frames).tolist())
+        sampled = len(np.round(np.linspace(0, n_frames - 1, estimate_num_samples(n_frames))))
+        self.count = sampled  # LeRobot counts samples before de-duplication
+        self.weights: dict[int, int] = {}
+        for i in np.round(np.linspace(0, n_frames - 1, sampled)).astype(int).tolist():
+            self.weights[i] = self.weights.get(i, 0) + 1
+        self._sum = np.zeros(3)
+        self._sumsq = np.zeros(3)
+        self._n = 0
+        self._min = np.full(3, 255.0)
+        self._max = np.zeros(3)
+
+    def wants(self, frame_index: int) -> bool:
+        return frame_index in self.weights
+
+    def add(self, frame_index: int, rgb: np.ndarray) -> None:
+        w = self.weights.get(frame_index)
+        if not w:
+            return
+        s = downsample_stride(rgb.shape[0], rgb.shape[1])
+        px = rgb[::s, ::s].reshape(-1, 3).astype(np.float64)
+        self._sum += w * px.sum(axis=0)
+        self._sumsq += w * np.square(px).sum(axis=0)
+        self._n += w * len(px)
+        self._min = np.minimum(self._min, px.min(axis=0))
+        self._max = np.maximum(self._max, px.max(axis=0))
+
+    def result(self) -> dict[str, list]:
+        if self._n == 0:
+            raise ValueError("no sampled frame was added")
+        mean = self._sum / self._n
+        var = np.maximum(self._sumsq / self._n - mean**2, 0.0)
+
+        def shaped(v):
+            return (np.asarray(v) / 255.0).reshape(3, 1, 1).tolist()
+
+        return {"min": shaped(self._min), "max": shaped(self._max), "mean": shaped(mean),
+                "std": shaped(np.sqrt(var)), "count": [self.count]}
