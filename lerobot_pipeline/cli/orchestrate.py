@@ -1,0 +1,5 @@
+"""Dagster-facing commands (register, backfill, demo)."""
+
+
+def register(sub) -> None:
+    return None

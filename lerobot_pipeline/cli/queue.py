@@ -1,0 +1,5 @@
+"""Queue commands (publish, monitor)."""
+
+
+def register(sub) -> None:
+    return None
