@@ -14,9 +14,9 @@ from pathlib import Path
 
 from lerobot_pipeline.errors import InvalidIdError
 
-EPISODE_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){0,127}$")
-SOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-TASK_DIR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+EPISODE_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){0,127}\Z")
+SOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+TASK_DIR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 STRATEGIES = ("nearest", "chunking", "window")
 DEFAULT_SOURCE = "local"
 KEY_SEP = "."  # sources have no dots, so "<source>.<episode_id>" splits at the first dot

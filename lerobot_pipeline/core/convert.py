@@ -13,7 +13,15 @@ import numpy as np
 
 from lerobot_pipeline.config import PipelineConfig
 from lerobot_pipeline.core.align import ArmAlignment, align_arms, frame_arrays
-from lerobot_pipeline.core.episode_writer import PartData, StagedPart, frame_size, write_episode
+from lerobot_pipeline.core.episode_writer import (
+    PartData,
+    StagedPart,
+    commit_episode,
+    new_version_dir,
+    write_aligned,
+    write_parquets,
+    write_videos,
+)
 from lerobot_pipeline.core.raw import EpisodeRef, RawEpisode, read_episode
 from lerobot_pipeline.core.report import ErrorStats, PartReport
 from lerobot_pipeline.core.sync import CameraTimeline, GapPlan, plan_gaps, sync_cameras
@@ -77,15 +85,16 @@ def align_episode(raw: RawEpisode, config: PipelineConfig, *, task: str | None =
 def convert_episode(
     ref: EpisodeRef, config: PipelineConfig, store: str | Path, *, task: str | None = None, jobs: int | None = None,
 ) -> list[StagedPart]:
-    """Convert one recording into the episode store; returns its staged parts.
+    """Convert one recording into the episode store (all stages) and commit it; returns its parts.
 
     Raises :class:`RawDataError` for unusable input and :class:`EpisodeRejected` when a policy
     refuses the episode (too short, missing camera, gap under ``reject``).
     """
     raw = read_episode(ref, config)
     aligned = align_episode(raw, config, task=task)
-    base_size = frame_size(raw.cameras[config.base_camera.name], ref.key)
-    sizes = {c.name: frame_size(raw.cameras[c.name], ref.key) if c.name in raw.cameras else base_size
-             for c in config.cameras}
-    jobs = jobs or min(len(config.cameras), os.cpu_count() or 1)
-    return write_episode(Path(store), config, list(aligned.parts), raw.cameras, sizes, jobs=jobs)
+    parts = list(aligned.parts)
+    vdir = new_version_dir(store, config.alignment.strategy, ref.key)
+    write_aligned(vdir, parts)
+    write_parquets(vdir, config, parts)
+    write_videos(vdir, config, parts, raw.cameras, jobs=jobs or min(len(config.cameras), os.cpu_count() or 1))
+    return commit_episode(vdir)

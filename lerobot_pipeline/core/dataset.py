@@ -107,11 +107,24 @@ def _write_parquet(src: Path, dst: Path, episode_index: int, offset: int, task_i
     pq.write_table(table, dst)
 
 
+def verify_build(root: Path) -> None:
+    """Refuse to swap in a build that fails the v2.1 conformance check (the old dataset stays)."""
+    from lerobot_pipeline.core.validate import validate_dataset
+
+    report = validate_dataset(root)
+    if not report.ok:
+        first = "; ".join(f"{p.where}: {p.message}" for p in report.errors()[:5])
+        raise DatasetError(f"built dataset failed validation, previous dataset kept: {first}")
+
+
 def assemble_dataset(
     parts: Sequence[StagedPart], output: str | Path, config: PipelineConfig,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, verify: bool = True,
 ) -> DatasetSummary:
-    """Build the dataset at ``output`` from ``parts`` (all recordings it should hold) and swap it in."""
+    """Build the dataset at ``output`` from ``parts`` (all recordings it should hold) and swap it in.
+
+    With ``verify`` (default) the build is validated before the swap; a failing build is discarded.
+    """
     output = Path(output)
     if not parts:
         raise DatasetError(f"no episodes to assemble into {output}")
@@ -195,6 +208,8 @@ def assemble_dataset(
             write_jsonl_atomic(build / F.EPISODES_STATS_PATH, stats_rows)
             write_jsonl_atomic(build / F.PROVENANCE_PATH, provenance)
             write_json_atomic(build / F.INFO_PATH, info)  # last: a complete info.json marks a complete build
+            if verify:
+                verify_build(build)
             swap_directory(build, output)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)

@@ -1,12 +1,17 @@
-"""Write one converted recording into the episode store: per part a parquet, one mp4 per camera,
-stats and a report. The recording's directory is built aside and swapped in whole.
+"""Write one converted recording into the episode store, in stages that Dagster runs as assets.
 
 Store layout (not a LeRobot dataset; ``dataset.py`` assembles datasets from it)::
 
-    <store>/<strategy>/<episode_key>/episode.json           parts, version, report summary
-    <store>/<strategy>/<episode_key>/part-000/data.parquet  final columns; indices set at assembly
-    <store>/<strategy>/<episode_key>/part-000/videos/<camera>.mp4
-    <store>/<strategy>/<episode_key>/part-000/stats.json    stats of every feature but the indices
+    <store>/<strategy>/<episode_key>/episode.json                   commit point: current version
+    <store>/<strategy>/<episode_key>/versions/<v>/aligned.npz       aligned arrays + camera frame choices
+    <store>/<strategy>/<episode_key>/versions/<v>/part-000/report.json
+    <store>/<strategy>/<episode_key>/versions/<v>/part-000/data.parquet   final columns; indices set at assembly
+    <store>/<strategy>/<episode_key>/versions/<v>/part-000/videos/<camera>.mp4
+    <store>/<strategy>/<episode_key>/versions/<v>/part-000/stats.json     written at commit
+
+Stages: :func:`write_aligned` → :func:`write_parquets` and :func:`write_videos` → :func:`commit_episode`.
+Every file is written atomically; a version only becomes visible to datasets when ``episode.json``
+names it, so a crash mid-way leaves the previous version in force.
 """
 
 from __future__ import annotations
@@ -26,15 +31,17 @@ import pyarrow.parquet as pq
 from lerobot_pipeline.config import PipelineConfig
 from lerobot_pipeline.core import features as F
 from lerobot_pipeline.core.align import FrameArrays
-from lerobot_pipeline.core.fsutil import atomic_path, fresh_build_dir, swap_directory, write_json_atomic
+from lerobot_pipeline.core.fsutil import atomic_path, write_json_atomic
 from lerobot_pipeline.core.raw import CameraFrames
 from lerobot_pipeline.core.report import PartReport
 from lerobot_pipeline.core.stats import ImageStatsAccumulator, numeric_stats
 from lerobot_pipeline.core.video import VideoEncoder
-from lerobot_pipeline.errors import RawDataError
+from lerobot_pipeline.errors import DatasetError, RawDataError
 from lerobot_pipeline.ids import safe_join
 
 EPISODE_MANIFEST = "episode.json"
+PENDING = "pending.json"  # the version being built by the staged (Dagster) path
+KEEP_VERSIONS = 2  # the committed one and its predecessor (a dataset build may still be reading it)
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class PartData:
 
 @dataclass(frozen=True)
 class StagedPart:
-    """A part in the store, ready to be placed into a dataset."""
+    """A committed part in the store, ready to be placed into a dataset."""
 
     dir: Path
     uid: str
@@ -69,11 +76,145 @@ class StagedPart:
         return json.loads((self.dir / "stats.json").read_text())
 
 
-def episode_store_dir(store: Path, strategy: str, episode_key: str) -> Path:
+def episode_store_dir(store: str | Path, strategy: str, episode_key: str) -> Path:
     return safe_join(store, strategy, episode_key)
 
 
-def _decode(path: Path, episode: str) -> np.ndarray:
+def part_dir(version_dir: Path, part: int) -> Path:
+    return Path(version_dir) / f"part-{part:03d}"
+
+
+# ----------------------------------------------------------------------------- stage 1: aligned frames
+
+
+def new_version_dir(store: str | Path, strategy: str, episode_key: str) -> Path:
+    d = episode_store_dir(store, strategy, episode_key) / "versions" / uuid.uuid4().hex[:16]
+    d.mkdir(parents=True)
+    return d
+
+
+def write_aligned(version_dir: Path, parts: list[PartData]) -> None:
+    arrays = {}
+    for k, p in enumerate(parts):
+        arrays[f"{k}/state_slave"] = p.arrays.state_slave
+        arrays[f"{k}/state_master"] = p.arrays.state_master
+        arrays[f"{k}/action"] = p.arrays.action
+        arrays[f"{k}/capture_t_ns"] = p.capture_t_ns
+        for cam, idx in p.camera_frames.items():
+            arrays[f"{k}/cam/{cam}"] = idx
+        write_json_atomic(part_dir(version_dir, k) / "report.json", p.report.to_dict())
+    with atomic_path(version_dir / "aligned.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_aligned(version_dir: Path) -> list[PartData]:
+    path = Path(version_dir) / "aligned.npz"
+    if not path.is_file():
+        raise DatasetError(f"aligned frames missing: {path} (materialise aligned_frames first)")
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    parts = []
+    k = 0
+    while f"{k}/capture_t_ns" in data:
+        report = PartReport.from_dict(json.loads((part_dir(version_dir, k) / "report.json").read_text()))
+        cams = {name.split("/", 2)[2]: v for name, v in data.items() if name.startswith(f"{k}/cam/")}
+        parts.append(PartData(
+            FrameArrays(data[f"{k}/state_slave"], data[f"{k}/state_master"], data[f"{k}/action"]),
+            data[f"{k}/capture_t_ns"], cams, report,
+        ))
+        k += 1
+    return parts
+
+
+def mark_pending(version_dir: Path, filtered: str | None = None) -> None:
+    """Record the version the next stages build (or that the recording was filtered, and why)."""
+    episode_dir = Path(version_dir).parent.parent
+    write_json_atomic(episode_dir / PENDING, {"version": Path(version_dir).name, "filtered": filtered})
+
+
+def pending_version(store: str | Path, strategy: str, episode_key: str) -> tuple[Path, str | None]:
+    """(version dir, filtered reason or None) recorded by the last aligned_frames run."""
+    episode_dir = episode_store_dir(store, strategy, episode_key)
+    path = episode_dir / PENDING
+    if not path.is_file():
+        raise DatasetError(f"{episode_key} [{strategy}]: no aligned frames yet (materialise aligned_frames first)")
+    data = json.loads(path.read_text())
+    return episode_dir / "versions" / data["version"], data.get("filtered")
+
+
+def commit_filtered(version_dir: Path, reason: str) -> None:
+    """Record that this recording yields no episode under the current config (dataset skips it)."""
+    episode_dir = Path(version_dir).parent.parent
+    write_json_atomic(episode_dir / EPISODE_MANIFEST, {"version": Path(version_dir).name, "filtered": reason, "parts": []})
+    prune_versions(episode_dir)
+
+
+def read_manifest(episode_dir: str | Path) -> dict | None:
+    path = Path(episode_dir) / EPISODE_MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------- stage 2a: parquet
+
+
+def _arrow_table(config: PipelineConfig, data: PartData) -> pa.Table:
+    schema = F.parquet_schema(config)
+    n = len(data.capture_t_ns)
+    a = data.arrays
+
+    def fixed(arr):
+        return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1), pa.float32()), arr.shape[1])
+
+    if a.action.ndim == 2:
+        action = fixed(a.action)
+    else:  # [L, C, D] -> list<list<float>>
+        inner = pa.FixedSizeListArray.from_arrays(pa.array(a.action.reshape(-1), pa.float32()), a.action.shape[2])
+        offsets = pa.array(np.arange(0, n * a.action.shape[1] + 1, a.action.shape[1], dtype=np.int32))
+        action = pa.ListArray.from_arrays(offsets, inner.cast(pa.list_(pa.float32()))).cast(schema.field(F.ACTION).type)
+    frame_index = np.arange(n, dtype=np.int64)
+    cols = {
+        F.STATE_SLAVE: fixed(a.state_slave),
+        F.STATE_MASTER: fixed(a.state_master),
+        F.ACTION: action,
+        F.CAPTURE_TIME: pa.array(data.capture_t_ns, pa.int64()),
+        "timestamp": pa.array((frame_index / config.fps).astype(np.float32), pa.float32()),
+        "frame_index": pa.array(frame_index),
+        "episode_index": pa.array(np.zeros(n, np.int64)),
+        "index": pa.array(frame_index),
+        "task_index": pa.array(np.zeros(n, np.int64)),
+    }
+    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+def numeric_part_stats(config: PipelineConfig, data: PartData) -> dict:
+    frame_index = np.arange(len(data.capture_t_ns), dtype=np.int64)
+    return {
+        F.STATE_SLAVE: numeric_stats(data.arrays.state_slave),
+        F.STATE_MASTER: numeric_stats(data.arrays.state_master),
+        F.ACTION: numeric_stats(data.arrays.action),
+        F.CAPTURE_TIME: numeric_stats(data.capture_t_ns),
+        "timestamp": numeric_stats((frame_index / config.fps).astype(np.float32)),
+        "frame_index": numeric_stats(frame_index),
+    }
+
+
+def write_parquets(version_dir: Path, config: PipelineConfig, parts: list[PartData]) -> list[Path]:
+    out = []
+    for k, data in enumerate(parts):
+        d = part_dir(version_dir, k)
+        with atomic_path(d / "data.parquet") as tmp:
+            pq.write_table(_arrow_table(config, data), tmp)
+        write_json_atomic(d / "numeric_stats.json", numeric_part_stats(config, data), indent=None)
+        out.append(d / "data.parquet")
+    return out
+
+
+# ----------------------------------------------------------------------------- stage 2b: videos
+
+
+def decode_jpeg(path: Path, episode: str) -> np.ndarray:
+    """RGB uint8 image; :class:`RawDataError` naming the file if it cannot be decoded."""
     data = np.fromfile(path, dtype=np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
@@ -83,7 +224,7 @@ def _decode(path: Path, episode: str) -> np.ndarray:
 
 def frame_size(frames: CameraFrames, episode: str) -> tuple[int, int]:
     """(height, width) of a camera, from its first frame."""
-    img = _decode(frames.path(0), episode)
+    img = decode_jpeg(frames.path(0), episode)
     return img.shape[0], img.shape[1]
 
 
@@ -105,7 +246,7 @@ def encode_camera(
                 elif i == last_i:
                     img = last_img
                 else:
-                    img = _decode(frames.path(i), episode)
+                    img = decode_jpeg(frames.path(i), episode)
                     if img.shape[:2] != (h, w):
                         raise RawDataError(
                             episode, f"image is {img.shape[1]}x{img.shape[0]}, camera's first frame is {w}x{h}",
@@ -121,103 +262,93 @@ def encode_camera(
     return acc.result(), written
 
 
-def _arrow_table(config: PipelineConfig, data: PartData) -> pa.Table:
-    schema = F.parquet_schema(config)
-    n = len(data.capture_t_ns)
-    a = data.arrays
+def write_videos(
+    version_dir: Path, config: PipelineConfig, parts: list[PartData], cameras: dict[str, CameraFrames],
+    jobs: int = 3,
+) -> list[Path]:
+    """Encode one mp4 per part and camera (cameras in parallel threads); image stats beside them."""
+    if not parts:
+        return []
+    episode = parts[0].report.episode_key
+    base = config.base_camera.name
+    base_size = frame_size(cameras[base], episode)
+    sizes = {c.name: frame_size(cameras[c.name], episode) if c.name in cameras else base_size for c in config.cameras}
+    out = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for k, data in enumerate(parts):
+            d = part_dir(version_dir, k)
+            n = len(data.capture_t_ns)
+            futures = {
+                cam: pool.submit(encode_camera, d / "videos" / f"{cam}.mp4", cameras.get(cam), idx, sizes[cam],
+                                 config, episode)
+                for cam, idx in data.camera_frames.items()
+            }
+            image_stats = {}
+            for cam, fut in futures.items():
+                stats, written = fut.result()
+                if written != n:  # cannot happen unless the encoder drops frames; never let it pass silently
+                    raise RawDataError(episode, f"encoder wrote {written} frames for {n} rows", field=cam)
+                image_stats[F.video_key(cam)] = stats
+                out.append(d / "videos" / f"{cam}.mp4")
+            write_json_atomic(d / "image_stats.json", image_stats, indent=None)
+    return out
 
-    def fixed(arr):
-        return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1), pa.float32()), arr.shape[1])
 
-    action = fixed(a.action) if a.action.ndim == 2 else pa.array(a.action.tolist(), schema.field(F.ACTION).type)
-    frame_index = np.arange(n, dtype=np.int64)
-    cols = {
-        F.STATE_SLAVE: fixed(a.state_slave),
-        F.STATE_MASTER: fixed(a.state_master),
-        F.ACTION: action,
-        F.CAPTURE_TIME: pa.array(data.capture_t_ns, pa.int64()),
-        "timestamp": pa.array((frame_index / config.fps).astype(np.float32), pa.float32()),
-        "frame_index": pa.array(frame_index),
-        "episode_index": pa.array(np.zeros(n, np.int64)),
-        "index": pa.array(frame_index),
-        "task_index": pa.array(np.zeros(n, np.int64)),
+# ----------------------------------------------------------------------------- stage 3: commit
+
+
+def commit_episode(version_dir: Path) -> list[StagedPart]:
+    """Merge stats, then point ``episode.json`` at this version (atomic) and prune old versions."""
+    version_dir = Path(version_dir)
+    episode_dir = version_dir.parent.parent
+    reports = []
+    k = 0
+    while (part_dir(version_dir, k) / "report.json").is_file():
+        d = part_dir(version_dir, k)
+        for name in ("data.parquet", "numeric_stats.json", "image_stats.json"):
+            if not (d / name).is_file():
+                raise DatasetError(f"cannot commit {version_dir}: {d / name} is missing")
+        stats = json.loads((d / "numeric_stats.json").read_text()) | json.loads((d / "image_stats.json").read_text())
+        write_json_atomic(d / "stats.json", stats, indent=None)
+        reports.append(PartReport.from_dict(json.loads((d / "report.json").read_text())))
+        k += 1
+    if not reports:
+        raise DatasetError(f"cannot commit {version_dir}: no parts")
+    first = reports[0]
+    manifest = {
+        "episode_key": first.episode_key, "strategy": first.strategy, "version": version_dir.name,
+        "config_digest": first.config_digest, "task": first.task,
+        "parts": [{"part": r.part, "length": r.frames_out} for r in reports],
     }
-    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+    write_json_atomic(episode_dir / EPISODE_MANIFEST, manifest)
+    prune_versions(episode_dir)
+    return load_staged(episode_dir)
 
 
-def part_stats(config: PipelineConfig, data: PartData) -> dict:
-    n = len(data.capture_t_ns)
-    frame_index = np.arange(n, dtype=np.int64)
-    return {
-        F.STATE_SLAVE: numeric_stats(data.arrays.state_slave),
-        F.STATE_MASTER: numeric_stats(data.arrays.state_master),
-        F.ACTION: numeric_stats(data.arrays.action),
-        F.CAPTURE_TIME: numeric_stats(data.capture_t_ns),
-        "timestamp": numeric_stats((frame_index / config.fps).astype(np.float32)),
-        "frame_index": numeric_stats(frame_index),
-    }
+def prune_versions(episode_dir: Path, keep: int = KEEP_VERSIONS) -> None:
+    versions = episode_dir / "versions"
+    if not versions.is_dir():
+        return
+    current = json.loads((episode_dir / EPISODE_MANIFEST).read_text())["version"]
+    others = sorted((p for p in versions.iterdir() if p.is_dir() and p.name != current),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in others[keep - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def write_part(
-    part_dir: Path, config: PipelineConfig, data: PartData, cameras: dict[str, CameraFrames],
-    sizes: dict[str, tuple[int, int]], pool: ThreadPoolExecutor,
-) -> dict:
-    """Write parquet, videos and stats of one part into ``part_dir`` (inside a build directory)."""
-    episode = data.report.episode_key
-    n = len(data.capture_t_ns)
-    futures = {
-        cam: pool.submit(encode_camera, part_dir / "videos" / f"{cam}.mp4", cameras.get(cam),
-                         data.camera_frames[cam], sizes[cam], config, episode)
-        for cam in data.camera_frames
-    }
-    with atomic_path(part_dir / "data.parquet") as tmp:
-        pq.write_table(_arrow_table(config, data), tmp)
-    stats = part_stats(config, data)
-    for cam, fut in futures.items():
-        image_stats, written = fut.result()
-        if written != n:  # cannot happen unless the encoder drops frames; never let it pass silently
-            raise RawDataError(episode, f"encoder wrote {written} frames for {n} rows", field=cam)
-        stats[F.video_key(cam)] = image_stats
-    write_json_atomic(part_dir / "stats.json", stats, indent=None)
-    write_json_atomic(part_dir / "report.json", data.report.to_dict())
-    return stats
-
-
-def write_episode(
-    store: Path, config: PipelineConfig, parts: list[PartData], cameras: dict[str, CameraFrames],
-    sizes: dict[str, tuple[int, int]], jobs: int = 3,
-) -> list[StagedPart]:
-    """Write all parts of one recording and swap the recording's store directory in whole."""
-    first = parts[0].report
-    final = episode_store_dir(store, first.strategy, first.episode_key)
-    build = fresh_build_dir(final)
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for data in parts:
-                write_part(build / f"part-{data.report.part:03d}", config, data, cameras, sizes, pool)
-        version = uuid.uuid4().hex[:16]
-        manifest = {
-            "episode_key": first.episode_key, "strategy": first.strategy, "version": version,
-            "config_digest": first.config_digest, "task": first.task,
-            "parts": [{"part": d.report.part, "length": len(d.capture_t_ns)} for d in parts],
-        }
-        write_json_atomic(build / EPISODE_MANIFEST, manifest)
-        swap_directory(build, final)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    return load_staged(final)
-
-
-def load_staged(episode_dir: Path) -> list[StagedPart]:
-    """The parts of one stored recording, or [] if it is not (completely) there."""
-    manifest_path = Path(episode_dir) / EPISODE_MANIFEST
+def load_staged(episode_dir: str | Path) -> list[StagedPart]:
+    """The committed parts of one stored recording, or [] if none is committed."""
+    episode_dir = Path(episode_dir)
+    manifest_path = episode_dir / EPISODE_MANIFEST
     if not manifest_path.is_file():
         return []
     m = json.loads(manifest_path.read_text())
+    if m.get("filtered"):
+        return []
+    vdir = episode_dir / "versions" / m["version"]
     out = []
     for p in m["parts"]:
-        d = Path(episode_dir) / f"part-{p['part']:03d}"
+        d = part_dir(vdir, p["part"])
         report = PartReport.from_dict(json.loads((d / "report.json").read_text()))
         out.append(StagedPart(d, report.uid, m["version"], p["length"], m["task"], report))
     return out

@@ -178,7 +178,8 @@ def fill_nans_by_time(t_ns: np.ndarray, values: np.ndarray) -> tuple[np.ndarray,
     out = values.astype(np.float64, copy=True)
     filled = 0
     empty_columns: list[int] = []
-    t = t_ns.astype(np.float64)
+    # relative times: absolute ROS ns (~1.8e18) are only exact to 256 ns as float64
+    t = (t_ns - t_ns[0]).astype(np.float64) if len(t_ns) else t_ns.astype(np.float64)
     for j in range(out.shape[1]):
         col = out[:, j]
         bad = ~np.isfinite(col)

@@ -1,0 +1,40 @@
+"""The Dagster code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here.
+
+Layout mirrors the graph: raw sources → episode assets (episode × strategy) → one dataset per
+strategy; checks beside their assets; sensors keep datasets current and turn published episodes
+into runs. Paths come from the environment (see README): LEROBOT_PIPELINE_WORK_DIR,
+LEROBOT_PIPELINE_CONFIG_DIR, LEROBOT_PIPELINE_REDIS_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from lerobot_pipeline.defs import dataset_assets, episode_assets, raw_sources
+from lerobot_pipeline.defs.jobs import convert_episode_job, dataset_job, observe_raw_job
+from lerobot_pipeline.defs.resources import PACKAGE_CONFIGS, PipelineResource
+from lerobot_pipeline.defs.sensors import dataset_refresh_sensor, raw_folder_sensor
+
+
+def pipeline_resource_from_env() -> PipelineResource:
+    return PipelineResource(
+        work_dir=os.environ.get("LEROBOT_PIPELINE_WORK_DIR", str(Path.cwd() / ".lerobot_pipeline")),
+        config_dir=os.environ.get("LEROBOT_PIPELINE_CONFIG_DIR", str(PACKAGE_CONFIGS)),
+        redis_config=os.environ.get("LEROBOT_PIPELINE_REDIS_CONFIG") or None,
+    )
+
+
+def build_definitions(pipeline: PipelineResource) -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([raw_sources, episode_assets, dataset_assets]),
+        asset_checks=[episode_assets.episode_conformance, dataset_assets.dataset_conformance],
+        jobs=[convert_episode_job, dataset_job, observe_raw_job],
+        sensors=[dataset_refresh_sensor, raw_folder_sensor],
+        resources={"pipeline": pipeline},
+    )
+
+
+defs = build_definitions(pipeline_resource_from_env())
