@@ -140,7 +140,7 @@ def plan_gaps(
         raise EpisodeRejected(
             episode, f"too short: {dur:.2f} s of usable frames < filtering.min_duration_sec={config.filtering.min_duration_sec}"
         )
-    max_frames = int(config.sync.max_episode_sec * fps)
+    max_frames = max(1, int(config.sync.max_episode_sec * fps))  # at least one frame per part
     parts: list[Segment] = []
     for s, e in kept:
         k = -(-(e - s) // max_frames)
