@@ -15,8 +15,9 @@ import dagster as dg
 
 from lerobot_pipeline.defs import dataset_assets, episode_assets, raw_sources
 from lerobot_pipeline.defs.jobs import convert_episode_job, dataset_job, observe_raw_job
-from lerobot_pipeline.defs.resources import PACKAGE_CONFIGS, PipelineResource
+from lerobot_pipeline.defs.resources import PACKAGE_CONFIGS, PipelineResource, RedisStreamResource
 from lerobot_pipeline.defs.sensors import dataset_refresh_sensor, raw_folder_sensor
+from lerobot_pipeline.defs.stream_sensor import episode_stream_sensor
 
 
 def pipeline_resource_from_env() -> PipelineResource:
@@ -27,13 +28,17 @@ def pipeline_resource_from_env() -> PipelineResource:
     )
 
 
-def build_definitions(pipeline: PipelineResource) -> dg.Definitions:
+def redis_resource_from_env() -> RedisStreamResource:
+    return RedisStreamResource(config_path=os.environ.get("LEROBOT_PIPELINE_REDIS_CONFIG") or None)
+
+
+def build_definitions(pipeline: PipelineResource, redis_stream: RedisStreamResource | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([raw_sources, episode_assets, dataset_assets]),
         asset_checks=[episode_assets.episode_conformance, dataset_assets.dataset_conformance],
         jobs=[convert_episode_job, dataset_job, observe_raw_job],
-        sensors=[dataset_refresh_sensor, raw_folder_sensor],
-        resources={"pipeline": pipeline},
+        sensors=[dataset_refresh_sensor, raw_folder_sensor, episode_stream_sensor],
+        resources={"pipeline": pipeline, "redis_stream": redis_stream or redis_resource_from_env()},
     )
 
 

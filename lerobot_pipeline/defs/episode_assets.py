@@ -25,7 +25,7 @@ from lerobot_pipeline.core.episode_writer import (
 )
 from lerobot_pipeline.core.raw import read_episode
 from lerobot_pipeline.defs import ui_metadata
-from lerobot_pipeline.defs.partitions import episode_x_strategy, split_key
+from lerobot_pipeline.defs.partitions import EPISODE_DIM, STRATEGY_DIM, episode_x_strategy, split_key
 from lerobot_pipeline.defs.raw_sources import raw_images, raw_joints
 from lerobot_pipeline.defs.resources import PipelineResource
 from lerobot_pipeline.errors import EpisodeRejected, PipelineError
@@ -48,8 +48,8 @@ def _fail(e: PipelineError) -> dg.Failure:
 )
 def aligned_frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     episode_key, strategy = split_key(context)
-    config = pipeline.config(strategy)
     try:
+        config = pipeline.config_for_run(context, strategy)
         ref = pipeline.episode_ref(episode_key, config)
         raw = read_episode(ref, config)
         vdir = new_version_dir(pipeline.store, strategy, episode_key)
@@ -85,7 +85,7 @@ def episode_parquet(context: dg.AssetExecutionContext, pipeline: PipelineResourc
     vdir, filtered = pending_version(pipeline.store, strategy, episode_key)
     if filtered:
         return dg.MaterializeResult(metadata={"status": "filtered", "reason": filtered})
-    paths = write_parquets(vdir, pipeline.config(strategy), load_aligned(vdir))
+    paths = write_parquets(vdir, pipeline.config_for_run(context, strategy), load_aligned(vdir))
     return dg.MaterializeResult(metadata={"files": len(paths), "path": dg.MetadataValue.path(str(paths[0]))})
 
 
@@ -98,7 +98,7 @@ def episode_parquet(context: dg.AssetExecutionContext, pipeline: PipelineResourc
 )
 def episode_videos(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     episode_key, strategy = split_key(context)
-    config = pipeline.config(strategy)
+    config = pipeline.config_for_run(context, strategy)
     vdir, filtered = pending_version(pipeline.store, strategy, episode_key)
     if filtered:
         return dg.MaterializeResult(metadata={"status": "filtered", "reason": filtered})
@@ -142,8 +142,9 @@ def episode_metadata(context: dg.AssetExecutionContext, pipeline: PipelineResour
     ),
 )
 def episode_conformance(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource) -> dg.AssetCheckResult:
-    episode_key, strategy = context.partition_key.keys_by_dimension["episode"], context.partition_key.keys_by_dimension["strategy"]
-    config = pipeline.config(strategy)
+    keys = context.partition_key.keys_by_dimension
+    episode_key, strategy = keys[EPISODE_DIM], keys[STRATEGY_DIM]
+    config = pipeline.config_for_run(context, strategy)
     episode_dir = pipeline.episode_dir(strategy, episode_key)
     parts = load_staged(episode_dir)
     if not parts:

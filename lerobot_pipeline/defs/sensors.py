@@ -14,8 +14,8 @@ from lerobot_pipeline.defs.resources import PipelineResource
 from lerobot_pipeline.errors import PipelineError
 from lerobot_pipeline.ids import STRATEGIES
 
-REFRESH_SECONDS = int(os.environ.get("LEROBOT_PIPELINE_REFRESH_SECONDS", "15"))
-QUIET_SECONDS = int(os.environ.get("LEROBOT_PIPELINE_REFRESH_QUIET_SECONDS", "120"))
+REFRESH_SECONDS = int(os.environ.get("LEROBOT_PIPELINE_REFRESH_SECONDS", "5"))
+QUIET_SECONDS = int(os.environ.get("LEROBOT_PIPELINE_REFRESH_QUIET_SECONDS", "60"))
 SCAN_STRATEGY = os.environ.get("LEROBOT_PIPELINE_SCAN_STRATEGY", "chunking")
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
