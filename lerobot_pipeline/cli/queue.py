@@ -140,6 +140,12 @@ def run_stream_demo(base: Path, episodes: int, seconds: float, strategy: str, ti
             out(f"daemon left running (pid {daemon.proc.pid})")
         else:
             daemon.stop()
+            if settings.uses_embedded:
+                from lerobot_pipeline.streaming.embedded import find_embedded
+
+                handle = find_embedded(settings.embedded_dir())
+                if handle is not None:
+                    handle.stop()
     latencies = sorted(arrived[k] - published[k] for k in published if k in arrived)
     return {"published": len(published), "arrived": len(arrived), "latencies": latencies, "dataset": dataset,
             "home": home, "work": work, "redis_yaml": redis_yaml}

@@ -15,6 +15,9 @@ convert_episode_job = dg.define_asset_job(
     partitions_def=episode_x_strategy,
     description="Convert one recorded episode with one strategy (aligned frames → parquet, videos → metadata).",
     tags={"dagster/max_retries": "1", "dagster/retry_strategy": "FROM_FAILURE"},
+    # one process per run: the steps share the episode's files, and a process per step would cost
+    # more than the conversion of a short episode; parallelism comes from concurrent runs.
+    executor_def=dg.in_process_executor,
 )
 
 dataset_job = dg.define_asset_job(
@@ -22,6 +25,7 @@ dataset_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(lerobot_dataset),
     partitions_def=strategy_partitions,
     description="Assemble (or refresh) the LeRobot dataset of one strategy from the committed episodes.",
+    executor_def=dg.in_process_executor,
 )
 
 observe_raw_job = dg.define_asset_job(
