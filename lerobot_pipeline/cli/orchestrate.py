@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from lerobot_pipeline.cli.progress import Progress
-from lerobot_pipeline.errors import ConfigError, DatasetError, PipelineError
+from lerobot_pipeline.errors import DatasetError
 from lerobot_pipeline.ids import STRATEGIES, validate_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

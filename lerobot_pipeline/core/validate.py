@@ -27,28 +27,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lerobot_pipeline.core import features as F
+from lerobot_pipeline.core.features import CODEBASE_VERSION, EPISODES_PATH, EPISODES_STATS_PATH, INFO_PATH, TASKS_PATH
+
 # ---------------------------------------------------------------------------------------------------------
 # Format constants (lerobot 0.3.3, codebase_version v2.1)
 # ---------------------------------------------------------------------------------------------------------
 
-CODEBASE_VERSION = "v2.1"
-# Same templates as lerobot's DEFAULT_PARQUET_PATH / DEFAULT_VIDEO_PATH (also defined in core/features.py).
-DEFAULT_DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
-DEFAULT_VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+DEFAULT_DATA_PATH = F.DATA_PATH
+DEFAULT_VIDEO_PATH = F.VIDEO_PATH
 DEFAULT_CHUNK_SIZE = 1000
-
-INFO_PATH = "meta/info.json"
-EPISODES_PATH = "meta/episodes.jsonl"
-TASKS_PATH = "meta/tasks.jsonl"
-EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 
 #: The five columns lerobot appends to every dataset: name -> (dtype, shape).
 DEFAULT_FEATURES: dict[str, tuple[str, tuple[int, ...]]] = {
-    "timestamp": ("float32", (1,)),
-    "frame_index": ("int64", (1,)),
-    "episode_index": ("int64", (1,)),
-    "index": ("int64", (1,)),
-    "task_index": ("int64", (1,)),
+    name: (f["dtype"], tuple(f["shape"])) for name, f in F.DEFAULT_FEATURES.items()
 }
 REQUIRED_INFO_KEYS = (
     "codebase_version", "total_episodes", "total_frames", "total_tasks", "total_videos", "total_chunks",
