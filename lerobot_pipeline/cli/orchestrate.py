@@ -33,6 +33,9 @@ def prepare_environment(work_dir: str | None, dagster_home: str | None = None) -
         shutil.copy(DAGSTER_TEMPLATE, home / "dagster.yaml")
     os.environ["LEROBOT_PIPELINE_WORK_DIR"] = str(work)
     os.environ["DAGSTER_HOME"] = str(home)
+    # create the SQLite storage now, in one process: a daemon or webserver creating it at the same
+    # moment as this CLI corrupts the schema bookkeeping ("alembic_version has more than one head")
+    _instance().get_run_records(limit=1)
     return work, home
 
 

@@ -102,8 +102,7 @@ def run_stream_demo(base: Path, episodes: int, seconds: float, strategy: str, ti
     os.environ.setdefault("LEROBOT_PIPELINE_STREAM_INTERVAL_SECONDS", "2")
     os.environ.setdefault("LEROBOT_PIPELINE_REFRESH_SECONDS", "2")
     settings = load_redis_settings(redis_yaml)
-    instance = dg.DagsterInstance.get()
-    instance.get_run_records(limit=1)  # create the SQLite storage before the daemon opens it too
+    instance = dg.DagsterInstance.get()  # storage already created by prepare_environment
     daemon = DaemonProcess(os.environ.copy(), base / "daemon.log").start()
     out(f"dagster-daemon started (log {base / 'daemon.log'}); Redis: {settings.redacted_url()}")
     published: dict[str, float] = {}
