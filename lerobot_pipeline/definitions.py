@@ -16,7 +16,7 @@ import dagster as dg
 from lerobot_pipeline.defs import dataset_assets, episode_assets, raw_sources
 from lerobot_pipeline.defs.jobs import convert_episode_job, dataset_job, observe_raw_job
 from lerobot_pipeline.defs.resources import PACKAGE_CONFIGS, PipelineResource, RedisStreamResource
-from lerobot_pipeline.defs.sensors import dataset_refresh_sensor, raw_folder_sensor
+from lerobot_pipeline.defs.sensors import dataset_refresh_sensor, orphaned_run_sensor, raw_folder_sensor
 from lerobot_pipeline.defs.stream_sensor import episode_stream_sensor
 
 
@@ -37,7 +37,7 @@ def build_definitions(pipeline: PipelineResource, redis_stream: RedisStreamResou
         assets=dg.load_assets_from_modules([raw_sources, episode_assets, dataset_assets]),
         asset_checks=[episode_assets.episode_conformance, dataset_assets.dataset_conformance],
         jobs=[convert_episode_job, dataset_job, observe_raw_job],
-        sensors=[dataset_refresh_sensor, raw_folder_sensor, episode_stream_sensor],
+        sensors=[dataset_refresh_sensor, raw_folder_sensor, episode_stream_sensor, orphaned_run_sensor],
         resources={"pipeline": pipeline, "redis_stream": redis_stream or redis_resource_from_env()},
     )
 

@@ -89,3 +89,58 @@ def raw_folder_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineRes
                       for k in new_keys],
         dynamic_partitions_requests=[episode_partitions.build_add_request(new_keys)],
     )
+
+
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the process that executes a run: from its RUN_START event, or, while it is still
+    starting, from the launcher's "Started process for run (pid: N)" engine event."""
+    for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START):
+        if event.dagster_event and event.dagster_event.pid:
+            return int(event.dagster_event.pid)
+    for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        data = event.dagster_event.engine_event_data if event.dagster_event else None
+        pid = data.metadata.get("pid") if data and data.metadata else None
+        if pid is not None:
+            return int(pid.value if hasattr(pid, "value") else pid)
+    return None
+
+
+def worker_alive(pid: int, run_start: float | None) -> bool:
+    """True while ``pid`` is the run's worker: exists, and was not started after the run (pid reuse)."""
+    import psutil
+
+    try:
+        created = psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return run_start is None or created <= run_start + 5
+
+
+@dg.sensor(
+    minimum_interval_seconds=int(os.environ.get("LEROBOT_PIPELINE_ORPHAN_SECONDS", "20")),
+    default_status=dg.DefaultSensorStatus.RUNNING, description=(
+        "Marks conversion and dataset runs FAILED when their worker process is gone (daemon or machine "
+        "killed mid-run), so run retries convert the episode again instead of it staying 'started' for ever "
+        "and holding a run-queue slot. Dagster's default run launcher cannot check worker health itself. "
+        "Assumes run workers on this machine (the default launcher)."
+    ),
+)
+def orphaned_run_sensor(context: dg.SensorEvaluationContext):
+    records = context.instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=500)
+    failed = []
+    for rec in records:
+        run = rec.dagster_run
+        if run.job_name not in (convert_episode_job.name, dataset_job.name):
+            continue
+        pid = worker_pid(context.instance, run.run_id)  # None: never spawned (run monitoring's start timeout)
+        if pid is None or worker_alive(pid, rec.start_time or rec.create_timestamp.timestamp()):
+            continue
+        context.instance.report_run_failed(
+            run, message=f"run worker (pid {pid}) is gone: the daemon or machine stopped mid-run; marked failed "
+                         "so that run retries convert it again")
+        failed.append(run.run_id)
+    if failed:
+        context.log.warning(f"marked {len(failed)} orphaned run(s) failed: {', '.join(failed)}")
+        return dg.SkipReason(f"marked {len(failed)} orphaned run(s) failed for retry")
+    return dg.SkipReason(f"{len(records)} starting/started run(s), none with a dead worker")

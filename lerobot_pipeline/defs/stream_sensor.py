@@ -20,20 +20,41 @@ from lerobot_pipeline.errors import PipelineError
 SOURCE_TAG = "lerobot_pipeline/source"
 EPISODE_TAG = "lerobot_pipeline/episode_key"
 STREAM_ID_TAG = "lerobot_pipeline/stream_id"
-INTERVAL = int(os.environ.get("LEROBOT_PIPELINE_STREAM_INTERVAL_SECONDS", "5"))
+
+
+def _interval() -> int:
+    """``LEROBOT_PIPELINE_STREAM_INTERVAL_SECONDS``, else ``sensor.interval_seconds`` of the redis config."""
+    if os.environ.get("LEROBOT_PIPELINE_STREAM_INTERVAL_SECONDS"):
+        return int(os.environ["LEROBOT_PIPELINE_STREAM_INTERVAL_SECONDS"])
+    from lerobot_pipeline.streaming.settings import load_redis_settings
+
+    try:
+        return load_redis_settings(os.environ.get("LEROBOT_PIPELINE_REDIS_CONFIG") or None).sensor.interval_seconds
+    except PipelineError:
+        return 5  # a broken config is reported by every tick; the location still loads
+
+
+INTERVAL = _interval()
 
 
 def stream_tick(context: dg.SensorEvaluationContext, redis_stream: RedisStreamResource, pipeline: PipelineResource):
     """One evaluation; separate from the decorator so tests can call it with their own resources."""
     from lerobot_pipeline.streaming.messages import EpisodeMessage, MessageError
 
+    import redis
+
     settings = redis_stream.settings()
+    unreachable = f"Redis unreachable ({settings.redacted_url()})"
     try:
         stream = redis_stream.open()
-        entries = stream.read_after(context.cursor, settings.sensor.max_messages_per_tick)
     except Exception as e:  # noqa: BLE001 - any connection problem: skip with the reason, resume next tick
-        return dg.SkipReason(f"Redis unreachable ({settings.redacted_url()}): {type(e).__name__}: {e}; retrying next tick")
+        return dg.SkipReason(f"{unreachable}: {type(e).__name__}: {e}; retrying next tick")
     try:
+        try:
+            entries = stream.read_after(context.cursor, settings.sensor.max_messages_per_tick)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            return dg.SkipReason(f"{unreachable}: {type(e).__name__}: {e}; retrying next tick")
+        # anything else (e.g. a cursor that is not a stream id) fails the tick visibly; the cursor stays
         if not entries:
             return dg.SkipReason(f"no new episodes after stream id {context.cursor or '0-0'}")
         existing = set(context.instance.get_dynamic_partitions(EPISODE_DIM))

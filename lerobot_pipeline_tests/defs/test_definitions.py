@@ -111,7 +111,9 @@ def test_jobs(defs):
 
 def test_sensors(defs):
     sensors = {s.name: s for s in defs.get_repository_def().sensor_defs}
-    assert set(sensors) == {"dataset_refresh_sensor", "raw_folder_sensor", "episode_stream_sensor"}
+    assert set(sensors) == {"dataset_refresh_sensor", "raw_folder_sensor", "episode_stream_sensor",
+                            "orphaned_run_sensor"}
+    assert sensors["orphaned_run_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["dataset_refresh_sensor"].job_name == "dataset_job"
     assert sensors["dataset_refresh_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["raw_folder_sensor"].job_name == "convert_episode_job"

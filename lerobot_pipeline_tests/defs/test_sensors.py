@@ -211,3 +211,31 @@ def test_raw_folder_sensor_reports_unreadable_sources(pipeline_world):
     result = scan(w)
     assert isinstance(result, dg.SkipReason)
     assert "1 source(s) unreadable" in result.skip_message
+
+
+def test_worker_alive_tells_live_dead_and_reused_pids():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    me = psutil.Process(os.getpid())
+    assert sensors.worker_alive(os.getpid(), time.time())
+    # a pid whose process started well after the run did is a reused pid, not the run's worker
+    assert not sensors.worker_alive(os.getpid(), me.create_time() - 100)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert not sensors.worker_alive(gone.pid, time.time())
+
+
+def test_orphan_sensor_finds_the_worker_pid_of_a_real_run(converted):
+    import os
+
+    w, _ = converted
+    run = w.instance.get_run_records(dg.RunsFilter(job_name="convert_episode_job"), limit=1)[0].dagster_run
+    # in-process runs execute in this test process: their RUN_START event carries its pid
+    assert sensors.worker_pid(w.instance, run.run_id) == os.getpid()
+    result = _tick(w, sensors.orphaned_run_sensor)
+    assert isinstance(result, dg.SkipReason) and "none with a dead worker" in result.skip_message

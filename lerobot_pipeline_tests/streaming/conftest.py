@@ -81,3 +81,45 @@ def write_raw_episode(raw_root: Path, episode_id: str, task: str = "pick_cube", 
         if name not in skip:
             (joints / name).write_bytes(b"{}" if name.endswith(".json") else b"PAR1")
     (images / "metadata.json").write_text('{"episode_id": "%s"}' % episode_id)
+
+
+def cleanup_prefix(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` on the server at ``url`` (test teardown)."""
+    client = redis_client(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def write_redis_yaml(redis_url, tmp_path):
+    """``write_redis_yaml(sources={name: raw_root}, url=None, **sections)``: a redis.yaml under ``tmp_path``
+    on the test server (``url`` replaces it) with a fresh key prefix; returns ``(path, settings)``.
+    Keys under every prefix handed out are deleted afterwards."""
+    from lerobot_pipeline.streaming.settings import load_redis_settings
+
+    written = []
+
+    def write(sources: dict[str, Path] | None = None, *, url: str | None = None, name: str = "redis.yaml",
+              **sections) -> tuple[Path, RedisSettings]:
+        import yaml
+
+        prefix = f"lp_test_{uuid.uuid4().hex[:12]}"
+        data = {
+            "redis": {"url": url or redis_url, "key_prefix": prefix},
+            "sources": {s: {"raw_root": str(root)} for s, root in (sources or {}).items()},
+            "sensor": {"interval_seconds": 1},
+            "embedded": {"enabled": False},
+            **sections,
+        }
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        written.append(prefix)
+        return path, load_redis_settings(path, env={})
+
+    yield write
+    for prefix in written:
+        cleanup_prefix(redis_url, prefix)
