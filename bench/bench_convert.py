@@ -66,16 +66,17 @@ def section_convert(raw: str) -> None:
 def section_memory(tmp: Path) -> None:
     from lerobot_pipeline.core.sample_data import generate_dataset
 
-    print("\n== memory: peak RSS, short vs long episode (fresh process each, 224x224, chunking)")
+    print("\n== memory: peak RSS, short vs long episodes (fresh process each, 224x224, chunking)")
     rows = []
-    for seconds in (10, 120):
+    for seconds in (10, 120, 360):
         root = tmp / f"mem_{seconds}"
         generate_dataset(root, episodes=1, seconds=seconds, seed=1)
         r = in_fresh_process(str(root), "chunking")
         rows.append(r)
         print(f"   {seconds:>4} s episode: {r['frames']} frames, {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB")
-    print(f"   ratio long/short: frames ×{rows[1]['frames'] / rows[0]['frames']:.1f}, "
-          f"peak RSS ×{rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}")
+    for a, b in ((0, 1), (1, 2)):
+        print(f"   {rows[b]['frames']} vs {rows[a]['frames']} frames: frames ×{rows[b]['frames'] / rows[a]['frames']:.1f}, "
+              f"peak RSS ×{rows[b]['peak_rss_mb'] / rows[a]['peak_rss_mb']:.2f}")
 
 
 def section_align() -> None:
