@@ -18,6 +18,7 @@ from lerobot_pipeline.core.convert import convert_episode
 from lerobot_pipeline.core.dataset import DatasetSummary, assemble_dataset
 from lerobot_pipeline.core.raw import discover_episodes
 from lerobot_pipeline.errors import ConfigError, DatasetError, EpisodeRejected, RawDataError
+from lerobot_pipeline.ids import validate_episode_id
 
 # named flags -> dotted config keys (anything else: --set KEY=VALUE)
 FLAG_KEYS = {
@@ -80,6 +81,8 @@ def convert_dataset(
     output = Path(output).resolve()
     if output.exists() and any(output.iterdir()) and not (output / F.PROVENANCE_PATH).is_file():
         raise DatasetError(f"refusing to replace {output}: it exists and is not a dataset written by lerobot_pipeline")
+    if episode_id is not None:
+        validate_episode_id(episode_id)
     refs, skipped = discover_episodes(raw_root, config, source)
     if episode_id is not None:
         refs = [r for r in refs if r.episode_id == episode_id]
@@ -111,7 +114,8 @@ def convert_dataset(
     return outcome
 
 
-def print_outcome(o: ConvertOutcome, out=sys.stdout) -> None:
+def print_outcome(o: ConvertOutcome, out=None) -> None:
+    out = out or sys.stdout
     s = o.summary
     print("", file=out)
     if s:

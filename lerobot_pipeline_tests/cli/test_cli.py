@@ -1,0 +1,126 @@
+"""The command line: help for every command, real conversions, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lerobot_pipeline.cli import build_parser, main
+from lerobot_pipeline.core.sample_data import generate_dataset
+
+COMMANDS = ["convert", "validate", "sample-data", "register", "materialize", "backfill", "demo",
+            "publish", "monitor", "stream-demo"]
+
+
+def test_every_command_has_help(capsys):
+    parser = build_parser()
+    listed = parser._subparsers._group_actions[0].choices  # the registered sub-commands
+    assert set(COMMANDS) == set(listed)
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as e:
+            main([command, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: lerobot-pipeline {command}" in out and len(out) > 200
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "lerobot_pipeline", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "convert" in out.stdout and "Quick start" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    generate_dataset(root, episodes=2, seconds=1.5, size=(64, 48), seed=3)
+    return root
+
+
+def test_convert_then_validate(raw, tmp_path, capsys):
+    out = tmp_path / "ds"
+    rc = main(["convert", "--input", str(raw), "--output", str(out), "--strategy", "window", "--window-ms", "15",
+               "--gop", "4", "--task", "fold the towel"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "converted:  2 recording(s) -> 2 episode(s)" in text and "utilisation" in text
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["total_episodes"] == 2 and info["features"]["action"]["shape"] == [14]
+    assert json.loads((out / "meta/tasks.jsonl").read_text().splitlines()[0])["task"] == "fold the towel"
+    assert main(["validate", str(out)]) == 0
+    assert "VALID: 2 episodes" in capsys.readouterr().out
+
+
+def test_convert_one_episode_and_set_override(raw, tmp_path, capsys):
+    out = tmp_path / "ds"
+    rc = main(["convert", "--input", str(raw), "--output", str(out), "--episode-id", "episode_0001",
+               "--set", "alignment.chunk_size=4"])
+    assert rc == 0, capsys.readouterr()
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["total_episodes"] == 1 and info["features"]["action"]["shape"] == [4, 14]
+
+
+def test_unknown_config_key_is_a_one_line_error(raw, tmp_path, capsys):
+    rc = main(["convert", "--input", str(raw), "--output", str(tmp_path / "ds"), "--set", "alignment.windw_ms=3"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip().splitlines() == [err.strip()]  # one line, no traceback
+    assert "alignment.windw_ms" in err and "unknown key" in err
+
+
+def test_missing_input_and_unknown_episode(raw, tmp_path, capsys):
+    assert main(["convert", "--output", str(tmp_path / "ds")]) == 2
+    assert "input.raw_root" in capsys.readouterr().err
+    assert main(["convert", "--input", str(raw), "--output", str(tmp_path / "ds"), "--episode-id", "episode_0042"]) == 2
+    assert "episode_0042" in capsys.readouterr().err
+    assert main(["convert", "--input", str(raw), "--output", str(tmp_path / "ds"), "--episode-id", "../etc"]) == 2
+    assert "invalid episode id" in capsys.readouterr().err
+
+
+def test_convert_refuses_to_replace_a_foreign_directory(raw, tmp_path, capsys):
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("hours of work")
+    assert main(["convert", "--input", str(raw), "--output", str(foreign)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err
+    assert (foreign / "thesis.tex").read_text() == "hours of work"
+
+
+def test_failed_episode_is_named_and_exit_code_is_1(raw, tmp_path, capsys):
+    broken = tmp_path / "raw"
+    generate_dataset(broken, episodes=2, seconds=1.5, size=(64, 48), seed=4)
+    bad = next((broken / "joints").rglob("episode_0001")) / "left_slave.parquet"
+    bad.write_bytes(b"not a parquet file")
+    rc = main(["convert", "--input", str(broken), "--output", str(tmp_path / "ds")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "FAILED:     local.episode_0001" in out and "left_slave.parquet" in out
+    assert json.loads((tmp_path / "ds/meta/info.json").read_text())["total_episodes"] == 1
+
+
+def test_validate_reports_a_broken_dataset(raw, tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(["convert", "--input", str(raw), "--output", str(out)]) == 0
+    info_path = out / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    info["total_frames"] += 1
+    info_path.write_text(json.dumps(info))
+    capsys.readouterr()
+    assert main(["validate", str(out)]) == 1
+    assert "total_frames" in capsys.readouterr().out
+
+
+def test_sample_data_bad_size(tmp_path, capsys):
+    assert main(["sample-data", str(tmp_path / "x"), "--size", "big"]) == 2
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_public_api_imports_without_dagster():
+    code = ("import sys, lerobot_pipeline; from lerobot_pipeline import publish_episode, convert_episode; "
+            "import lerobot_pipeline.core.convert, lerobot_pipeline.streaming.publisher; "
+            "print('dagster' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
