@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from lerobot_pipeline.defs.jobs import convert_episode_job
+from lerobot_pipeline.defs.jobs import convert_episode_job, step_failure_text
 from lerobot_pipeline.defs.partitions import EPISODE_DIM, STRATEGY_DIM, multi_key
 from lerobot_pipeline.defs.stream_sensor import EPISODE_TAG, SOURCE_TAG
 from lerobot_pipeline.ids import episode_key
@@ -53,11 +53,9 @@ def acked_key(stream: EpisodeStream) -> str:
 
 def run_error(instance: dg.DagsterInstance, run_id: str) -> str:
     for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        data = event.dagster_event.step_failure_data
-        if data.user_failure_data and data.user_failure_data.description:
-            return data.user_failure_data.description
-        if data.error:
-            return data.error.message.strip().splitlines()[-1]
+        text = step_failure_text(event.dagster_event)
+        if text:
+            return text
     return "run failed (see the run's logs in the UI)"
 
 
@@ -68,19 +66,22 @@ def collect(stream: EpisodeStream, instance: dg.DagsterInstance) -> list[SourceV
         view = SourceView(source, published=stream.published_count(source))
         records = instance.get_run_records(dg.RunsFilter(job_name=convert_episode_job.name, tags={SOURCE_TAG: source}))
         latest: dict[tuple[str, str], dg.RunRecord] = {}
+        attempts: dict[tuple[str, str], int] = {}
         for rec in sorted(records, key=lambda r: r.create_timestamp):
             tags = rec.dagster_run.tags
-            latest[(tags.get(EPISODE_TAG), tags.get("alignment_strategy"))] = rec
+            k = (tags.get(EPISODE_TAG), tags.get("alignment_strategy"))
+            latest[k] = rec
+            attempts[k] = attempts.get(k, 0) + 1
         for fld, status in stream.get_status(source).items():
             ep, strategy = fld.split("|", 1)
-            rec = latest.get((episode_key(source, ep), strategy))
+            k = (episode_key(source, ep), strategy)
+            rec = latest.get(k)
             conv = Conversion(source, ep, strategy, "pending", updated_at=status.updated_at or 0.0)
             if rec is not None:
                 run = rec.dagster_run
                 conv.run_id = run.run_id
                 conv.updated_at = max(conv.updated_at, rec.update_timestamp.timestamp())
-                conv.attempts = sum(1 for r in records if r.dagster_run.tags.get(EPISODE_TAG) == episode_key(source, ep)
-                                    and r.dagster_run.tags.get("alignment_strategy") == strategy)
+                conv.attempts = attempts[k]
                 if run.status == dg.DagsterRunStatus.SUCCESS:
                     conv.state = "completed"
                 elif run.status in RUNNING:

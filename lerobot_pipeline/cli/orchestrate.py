@@ -101,12 +101,11 @@ def materialize_in_process(instance, work: Path, strategy: str, keys: list[str],
 
 
 def _failure_message(result) -> str:
+    from lerobot_pipeline.defs.jobs import step_failure_text
+
     for event in result.all_events:
         if event.is_step_failure:
-            err = event.step_failure_data.error
-            if event.step_failure_data.user_failure_data and event.step_failure_data.user_failure_data.description:
-                return event.step_failure_data.user_failure_data.description
-            return err.message.strip().splitlines()[-1] if err else "step failed"
+            return step_failure_text(event) or "step failed"
     return "run failed"
 
 

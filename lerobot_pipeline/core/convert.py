@@ -50,8 +50,9 @@ def align_episode(raw: RawEpisode, config: PipelineConfig, *, task: str | None =
         valid &= a.valid
     plan = plan_gaps(valid, t, config, ref.key, reasons)
     kept = np.concatenate([np.arange(s.start, s.stop) for s in plan.parts])
-    utilisation = {a.name: a.used_samples(kept) / a.n_samples for a in arms}
-    used_total = sum(a.used_samples(kept) for a in arms) / sum(a.n_samples for a in arms)
+    used = {a.name: a.used_samples(kept) for a in arms}
+    utilisation = {a.name: used[a.name] / a.n_samples for a in arms}
+    used_total = sum(used.values()) / sum(a.n_samples for a in arms)
     parts = []
     for k, seg in enumerate(plan.parts):
         frames = np.arange(seg.start, seg.stop)

@@ -70,12 +70,8 @@ def order_parts(parts: Sequence[StagedPart], previous: list[dict]) -> list[Stage
     rank = {}
     for row in previous:
         rank.setdefault(row["episode_key"], len(rank))
-    keys_in_order = []
     for p in parts:
-        k = p.report.episode_key
-        if k not in rank:
-            rank[k] = len(rank)
-        keys_in_order.append(k)
+        rank.setdefault(p.report.episode_key, len(rank))
     return sorted(parts, key=lambda p: (rank[p.report.episode_key], p.report.part))
 
 
@@ -165,9 +161,10 @@ def assemble_dataset(
                     _write_parquet(p.parquet, build / data_rel, i, offset, task_index)
                 for cam in cams:
                     src = p.video(cam)
-                    if not same and _video_size(src) != expected_size[cam]:
+                    size = None if same else _video_size(src)
+                    if size is not None and size != expected_size[cam]:
                         raise DatasetError(
-                            f"episode {p.uid} camera {cam}: video is {_video_size(src)} (h, w), "
+                            f"episode {p.uid} camera {cam}: video is {size} (h, w), "
                             f"the dataset's is {expected_size[cam]}; one dataset needs one resolution per camera"
                         )
                     link_or_copy(src, build / F.video_file(i, cam, chunks))

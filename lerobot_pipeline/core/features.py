@@ -6,7 +6,6 @@ Every path inside a dataset is spelled here and nowhere else.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -116,9 +115,3 @@ def parquet_schema(config: PipelineConfig) -> pa.Schema:
     }
     return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": hf}})})
 
-
-def dataset_paths(root: Path) -> dict[str, Path]:
-    return {name: Path(root) / rel for name, rel in (
-        ("info", INFO_PATH), ("episodes", EPISODES_PATH), ("tasks", TASKS_PATH),
-        ("episodes_stats", EPISODES_STATS_PATH), ("provenance", PROVENANCE_PATH),
-    )}

@@ -17,11 +17,6 @@ def estimate_num_samples(n: int, min_samples: int = 100, max_samples: int = 10_0
     return max(min_samples, min(int(n**power), max_samples))
 
 
-def sample_indices(n: int) -> np.ndarray:
-    """Frame indices LeRobot samples for image stats of an ``n``-frame episode."""
-    return np.unique(np.round(np.linspace(0, n - 1, estimate_num_samples(n))).astype(int))
-
-
 def downsample_stride(height: int, width: int, target: int = 150, threshold: int = 300) -> int:
     if max(height, width) < threshold:
         return 1
@@ -47,20 +42,15 @@ class ImageStatsAccumulator:
     """Streams RGB uint8 frames (H, W, 3) in; produces LeRobot image stats for the sampled ones."""
 
     def __init__(self, n_frames: int):
-        self.wanted = set(sample_indices(n_frames).tolist())
-        sampled = len(np.round(np.linspace(0, n_frames - 1, estimate_num_samples(n_frames))))
-        self.count = sampled  # LeRobot counts samples before de-duplication
-        self.weights: dict[int, int] = {}
-        for i in np.round(np.linspace(0, n_frames - 1, sampled)).astype(int).tolist():
-            self.weights[i] = self.weights.get(i, 0) + 1
+        self.count = estimate_num_samples(n_frames)  # LeRobot counts samples before de-duplication
+        # the frames LeRobot samples; a frame sampled twice (short episodes) weighs twice
+        picked, times = np.unique(np.round(np.linspace(0, n_frames - 1, self.count)).astype(int), return_counts=True)
+        self.weights: dict[int, int] = dict(zip(picked.tolist(), times.tolist()))
         self._sum = np.zeros(3)
         self._sumsq = np.zeros(3)
         self._n = 0
         self._min = np.full(3, 255.0)
         self._max = np.zeros(3)
-
-    def wants(self, frame_index: int) -> bool:
-        return frame_index in self.weights
 
     def add(self, frame_index: int, rgb: np.ndarray) -> None:
         w = self.weights.get(frame_index)

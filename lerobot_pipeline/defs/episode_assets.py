@@ -19,6 +19,7 @@ from lerobot_pipeline.core.episode_writer import (
     mark_pending,
     new_version_dir,
     pending_version,
+    read_manifest,
     write_aligned,
     write_parquets,
     write_videos,
@@ -148,8 +149,7 @@ def episode_conformance(context: dg.AssetCheckExecutionContext, pipeline: Pipeli
     episode_dir = pipeline.episode_dir(strategy, episode_key)
     parts = load_staged(episode_dir)
     if not parts:
-        manifest = (episode_dir / "episode.json")
-        reason = "not committed" if not manifest.is_file() else "filtered by policy"
+        reason = "not committed" if read_manifest(episode_dir) is None else "filtered by policy"
         return dg.AssetCheckResult(passed=reason != "not committed", severity=dg.AssetCheckSeverity.WARN,
                                    description=reason)
     result = check_parts(parts, config)

@@ -7,6 +7,14 @@ from lerobot_pipeline.defs.episode_assets import aligned_frames, episode_metadat
 from lerobot_pipeline.defs.partitions import episode_x_strategy, strategy_partitions
 from lerobot_pipeline.defs.raw_sources import raw_images, raw_joints
 
+def step_failure_text(event: dg.DagsterEvent) -> str | None:
+    """What a failed step says: the Failure's description (our typed errors), else the error's last line."""
+    data = event.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip().splitlines()[-1] if data.error else None
+
+
 EPISODE_ASSETS = [aligned_frames, episode_parquet, episode_videos, episode_metadata]
 
 convert_episode_job = dg.define_asset_job(

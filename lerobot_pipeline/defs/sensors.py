@@ -42,11 +42,12 @@ def _last_assembly_age(instance: dg.DagsterInstance, strategy: str) -> float:
 )
 def dataset_refresh_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
     keys = context.instance.get_dynamic_partitions(EPISODE_DIM)
+    nothing = store_digest(pipeline, STRATEGIES[0], [])
     requests, waiting = [], []
     for strategy in STRATEGIES:
         want = store_digest(pipeline, strategy, keys)
         have = dataset_digest(pipeline.dataset_dir(strategy))
-        if want == have or want == store_digest(pipeline, strategy, []):
+        if want == have or want == nothing:
             continue
         if _in_flight(context.instance, dataset_job.name, {"dagster/partition": strategy}):
             waiting.append(f"{strategy}: assembly in flight")
