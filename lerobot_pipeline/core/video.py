@@ -45,8 +45,9 @@ def encoder_options(cfg: VideoConfig) -> dict[str, str]:
         opts["x265-params"] = "log-level=error"
     if name in ("libx264", "libx265"):
         opts["bf"] = "0"  # no B-frames: every frame decodes from the preceding keyframe
-    if name == "mpeg4":
-        opts["qscale"] = str(max(1, min(31, cfg.crf // 2)))
+    if name == "mpeg4":  # no CRF: fix the quantiser instead (its 'qscale' option and property are ignored)
+        q = str(max(1, min(31, cfg.crf // 2)))
+        opts["qmin"], opts["qmax"] = q, q
     opts.update(cfg.extra_options)
     return opts
 
@@ -61,8 +62,6 @@ class VideoEncoder:
             stream = self._container.add_stream(encoder_name(cfg.codec), rate=fps, options=encoder_options(cfg))
             stream.width, stream.height = width, height
             stream.pix_fmt = cfg.pix_fmt
-            if encoder_name(cfg.codec) == "mpeg4":
-                stream.codec_context.qscale = max(1, min(31, cfg.crf // 2))
         except Exception:
             self._container.close()
             raise

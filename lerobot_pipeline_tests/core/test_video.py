@@ -1,0 +1,46 @@
+"""Encoder options reach the encoder: quality (crf) and GOP change the files PyAV writes."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from lerobot_pipeline.config import VideoConfig
+from lerobot_pipeline.core.video import VideoEncoder, probe_video
+
+# detailed frames (quality shows in the size) and smoothly moving ones (no scene cuts to force keyframes)
+FRAMES = [np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8) // 8 * 8 for i in range(12)]
+
+def _smooth(k: int) -> np.ndarray:
+    img = np.broadcast_to(np.arange(128, dtype=np.uint8)[None, :, None], (96, 128, 3)).copy()
+    img[40:52, 10 + 2 * k:22 + 2 * k] = 255  # a small square moving 2 px per frame
+    return img
+
+
+SMOOTH = [_smooth(k) for k in range(12)]
+
+
+def _encode(path, cfg: VideoConfig, frames=FRAMES) -> int:
+    enc = VideoEncoder(path, 25, 128, 96, cfg)
+    for img in frames:
+        enc.add(img)
+    assert enc.close() == len(frames)
+    return path.stat().st_size
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc", "mpeg4"])
+def test_crf_controls_quality(tmp_path, codec):
+    fine = _encode(tmp_path / "fine.mp4", VideoConfig(codec=codec, crf=4))
+    coarse = _encode(tmp_path / "coarse.mp4", VideoConfig(codec=codec, crf=50))
+    assert fine > 1.5 * coarse, (codec, fine, coarse)
+    assert probe_video(tmp_path / "coarse.mp4").frames == len(FRAMES)
+
+
+@pytest.mark.parametrize("codec", ["h264", "mpeg4"])
+def test_gop_sets_the_keyframe_interval(tmp_path, codec):
+    path = tmp_path / "v.mp4"
+    _encode(path, VideoConfig(codec=codec, gop=3), SMOOTH)
+    with av.open(str(path)) as c:
+        keys = [p.is_keyframe for p in c.demux(video=0) if p.size]
+    assert keys == [k % 3 == 0 for k in range(len(FRAMES))]
