@@ -49,14 +49,8 @@ def make_settings(redis_url, tmp_path):
         return settings_from_dict(data, env={})
 
     yield make
-    client = redis_client(redis_url)
-    try:
-        for prefix in prefixes:
-            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
+    for prefix in prefixes:
+        cleanup_prefix(redis_url, prefix)
 
 
 @pytest.fixture
