@@ -1,129 +1,156 @@
-"""Conversion configuration: frozen dataclasses loaded from YAML, validated key by key.
+"""Conversion configuration: frozen pydantic models loaded from YAML, validated key by key.
 
 Unknown keys, wrong types and impossible values raise :class:`ConfigError` naming the dotted key.
 Every key can be overridden with ``apply_overrides(cfg, {"alignment.window_ms": 30})`` (the CLI's
-``--set KEY=VALUE`` and its named flags end up here).
+``--set KEY=VALUE`` and its named flags end up here); string override values are read by the
+schema: as they are where a string is expected (``video.preset=8``), as YAML otherwise.
+The JSON schema of a config file: ``lerobot-pipeline config-schema`` (docs/config.schema.json).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
+import pydantic
 import yaml
+from pydantic import BeforeValidator, Field, StrictBool, StrictInt, StrictStr
 
 from lerobot_pipeline.errors import ConfigError
+from lerobot_pipeline.strict_model import (
+    Number,
+    PositionalModel,
+    StrictModel,
+    allows_none,
+    annotation_at,
+    cross_checks_enabled,
+    takes_plain_string,
+    validate,
+)
 
 Strategy = Literal["nearest", "chunking", "window"]
 DEFAULT_JOINT_COLUMNS = (
     "joint1_pos", "joint2_pos", "joint3_pos", "joint4_pos", "joint5_pos", "joint6_pos",
     "eef_gripper_joint_pos",
 )
+MAX_EPISODE_SEC = 1020  # LeRobot's float32 timestamps break past 1024 s
 
 
-@dataclass(frozen=True)
-class ArmConfig:
-    name: str
-    file: str
+def _number_as_string(value: Any) -> Any:
+    """Encoder presets are names for some codecs (``medium``) and numbers for others (SVT-AV1 ``8``)."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _options_as_strings(value: Any) -> Any:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _camera_name(name: str) -> str:
+    if not name or "/" in name:
+        raise ValueError(f"invalid camera name {name!r}")
+    return name
+
+
+class ArmConfig(PositionalModel):
+    name: StrictStr
+    file: StrictStr = Field(description="parquet file of this arm inside an episode's joints directory")
     role: Literal["slave", "master"]
 
 
-@dataclass(frozen=True)
-class RobotConfig:
-    type: str = "dual_arm"
+class RobotConfig(StrictModel):
+    type: StrictStr = "dual_arm"
     arms: tuple[ArmConfig, ...] = (
-        ArmConfig("left_slave", "left_slave.parquet", "slave"),
-        ArmConfig("left_master", "left_master.parquet", "master"),
-        ArmConfig("right_slave", "right_slave.parquet", "slave"),
-        ArmConfig("right_master", "right_master.parquet", "master"),
+        ArmConfig(name="left_slave", file="left_slave.parquet", role="slave"),
+        ArmConfig(name="left_master", file="left_master.parquet", role="master"),
+        ArmConfig(name="right_slave", file="right_slave.parquet", role="slave"),
+        ArmConfig(name="right_master", file="right_master.parquet", role="master"),
     )
-    joints_per_arm: int = 7
-    joint_columns: tuple[str, ...] = DEFAULT_JOINT_COLUMNS
-    timestamp_sec_column: str = "timestamp_sec"
-    timestamp_nanosec_column: str = "timestamp_nanosec"
+    joints_per_arm: StrictInt = Field(7, gt=0)
+    joint_columns: tuple[StrictStr, ...] = DEFAULT_JOINT_COLUMNS
+    timestamp_sec_column: StrictStr = "timestamp_sec"
+    timestamp_nanosec_column: StrictStr = "timestamp_nanosec"
 
     def arms_by_role(self, role: str) -> tuple[ArmConfig, ...]:
         return tuple(a for a in self.arms if a.role == role)
 
 
-@dataclass(frozen=True)
-class CameraConfig:
-    name: str
+class CameraConfig(PositionalModel):
+    name: Annotated[StrictStr, pydantic.AfterValidator(_camera_name)]
     role: Literal["base", "sync", "downsample"]
-    target_fps: int = 25
+    target_fps: StrictInt = Field(25, gt=0)
 
 
-@dataclass(frozen=True)
-class SyncConfig:
+class SyncConfig(StrictModel):
     """How cameras are put on one timeline and what happens to frames without a partner."""
 
-    tolerance_ms: float = 20.0
+    tolerance_ms: Number = Field(20.0, gt=0)
     gap_policy: Literal["fill", "split", "reject"] = "fill"
-    max_episode_sec: float = 1000.0  # below LeRobot's float32 timestamp limit (~1024 s)
+    max_fill_ms: Number = Field(120.0, ge=0, description="fill bounded to ~3 frames; longer gaps use long_gap_policy")
+    long_gap_policy: Literal["split", "reject"] = Field(
+        "split", description="what 'fill' falls back to past max_fill_ms")
+    max_episode_sec: Number = Field(1000.0, gt=0, le=MAX_EPISODE_SEC,
+                                    description="below LeRobot's float32 timestamp limit (~1024 s)")
 
 
-@dataclass(frozen=True)
-class AlignmentConfig:
+class AlignmentConfig(StrictModel):
     strategy: Strategy = "chunking"
-    chunk_size: int = 10
-    chunk_step_ms: Optional[float] = None  # None: one joint sample per step
+    chunk_size: StrictInt = Field(10, gt=0)
+    chunk_step_ms: Number | None = Field(None, gt=0, description="null: one joint sample per step")
     padding_mode: Literal["repeat", "zeros"] = "repeat"
-    window_ms: float = 20.0
+    window_ms: Number = Field(20.0, gt=0)
     aggregation: Literal["mean", "median"] = "mean"
-    tolerance_ms: float = 20.0
+    tolerance_ms: Number = Field(20.0, gt=0)
 
 
-@dataclass(frozen=True)
-class FilteringConfig:
-    min_duration_sec: float = 0.5
-    require_all_cameras: bool = True
+class FilteringConfig(StrictModel):
+    min_duration_sec: Number = Field(0.5, ge=0)
+    require_all_cameras: StrictBool = True
 
 
-@dataclass(frozen=True)
-class VideoConfig:
-    codec: str = "h264"
-    crf: int = 23
-    preset: Optional[str] = "medium"
-    gop: int = 2
-    pix_fmt: str = "yuv420p"
-    extra_options: dict[str, str] = field(default_factory=dict)
+class VideoConfig(StrictModel):
+    codec: StrictStr = "h264"
+    crf: StrictInt = Field(23, ge=0, le=63)
+    preset: Annotated[StrictStr | None, BeforeValidator(_number_as_string)] = "medium"
+    gop: StrictInt = Field(2, gt=0)
+    pix_fmt: StrictStr = "yuv420p"
+    extra_options: Annotated[dict[str, str], BeforeValidator(_options_as_strings)] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class OutputConfig:
-    base_path: str = "./lerobot_dataset"
-    dataset_name: str = "airbot_play_dual_arm"
-    task: Optional[str] = None  # None: the raw task directory name, underscores as spaces
-    robot_type: str = "airbot_play"
-    chunks_size: int = 1000
+class OutputConfig(StrictModel):
+    base_path: StrictStr = "./lerobot_dataset"
+    dataset_name: StrictStr = "airbot_play_dual_arm"
+    task: StrictStr | None = Field(None, description="null: the raw task directory name, underscores as spaces")
+    robot_type: StrictStr = "airbot_play"
+    chunks_size: StrictInt = Field(1000, gt=0)
+    format: Literal["v2.1", "v3.0"] = "v2.1"
+    data_files_size_in_mb: StrictInt = Field(100, gt=0, description="v3.0: bound of one data file")
+    video_files_size_in_mb: StrictInt = Field(200, gt=0, description="v3.0: bound of one video file")
 
 
-@dataclass(frozen=True)
-class InputConfig:
-    raw_root: Optional[str] = None
-    source: str = "local"
+class InputConfig(StrictModel):
+    raw_root: StrictStr | None = None
+    source: StrictStr = "local"
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
-    robot: RobotConfig = field(default_factory=RobotConfig)
+class PipelineConfig(StrictModel):
+    """One conversion config (``configs/dual_arm_<strategy>.yaml``)."""
+
+    model_config = pydantic.ConfigDict(title="lerobot_pipeline conversion config")
+
+    robot: RobotConfig = Field(default_factory=RobotConfig)
     cameras: tuple[CameraConfig, ...] = (
-        CameraConfig("cam_left", "base"),
-        CameraConfig("cam_right", "sync"),
-        CameraConfig("cam_head", "downsample"),
+        CameraConfig(name="cam_left", role="base"),
+        CameraConfig(name="cam_right", role="sync"),
+        CameraConfig(name="cam_head", role="downsample"),
     )
-    sync: SyncConfig = field(default_factory=SyncConfig)
-    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
-    filtering: FilteringConfig = field(default_factory=FilteringConfig)
-    video: VideoConfig = field(default_factory=VideoConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    input: InputConfig = field(default_factory=InputConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    alignment: AlignmentConfig = Field(default_factory=AlignmentConfig)
+    filtering: FilteringConfig = Field(default_factory=FilteringConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
 
     @property
     def fps(self) -> int:
@@ -133,8 +160,9 @@ class PipelineConfig:
     def base_camera(self) -> CameraConfig:
         return next(c for c in self.cameras if c.role == "base")
 
-    def to_dict(self) -> dict:
-        return _to_plain(self)
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = json.loads(self.model_dump_json())
+        return d
 
     def digest(self) -> str:
         """Short hash of everything that changes the converted data (not where it is written)."""
@@ -143,94 +171,15 @@ class PipelineConfig:
         d.pop("input", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
-
-# ----------------------------------------------------------------------------- building / validation
-
-
-def _to_plain(obj):
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [_to_plain(x) for x in obj]
-    if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    return obj
+    @pydantic.model_validator(mode="after")
+    def _cross_checks(self, info: pydantic.ValidationInfo) -> PipelineConfig:
+        if cross_checks_enabled(info):
+            _check(self)
+        return self
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(tp, value, key: str):
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _coerce(non_none[0], value, key)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(key, f"{value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(key, f"expected a list, got {type(value).__name__}")
-        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"expected a mapping, got {type(value).__name__}")
-        return {str(k): str(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"expected a string, got {value!r}")
-        return value
-    raise ConfigError(key, f"unsupported type {_type_name(tp)}")  # pragma: no cover
-
-
-def _build(cls, data, prefix: str):
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(prefix or "<root>", f"expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(where, f"unknown key (known keys here: {', '.join(sorted(names))})")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data[f.name], f"{prefix}.{f.name}" if prefix else f.name)
-    missing = [
-        f.name for f in dataclasses.fields(cls)
-        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{prefix}.{missing[0]}" if prefix else missing[0], "required key is missing")
-    return cls(**kwargs)
-
-
-def _check(cfg: PipelineConfig) -> PipelineConfig:
-    def positive(key, value, allow_zero=False):
-        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-            raise ConfigError(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-
+def _check(cfg: PipelineConfig) -> None:
+    """Rules across keys; the keys they name are absolute (a nested model does not know its path)."""
     r = cfg.robot
     if not r.arms:
         raise ConfigError("robot.arms", "at least one arm is required")
@@ -240,7 +189,6 @@ def _check(cfg: PipelineConfig) -> PipelineConfig:
     for role in ("slave", "master"):
         if not r.arms_by_role(role):
             raise ConfigError("robot.arms", f"no arm with role '{role}'")
-    positive("robot.joints_per_arm", r.joints_per_arm)
     if len(r.joint_columns) != r.joints_per_arm:
         raise ConfigError(
             "robot.joint_columns", f"has {len(r.joint_columns)} columns but joints_per_arm is {r.joints_per_arm}"
@@ -253,38 +201,32 @@ def _check(cfg: PipelineConfig) -> PipelineConfig:
     cam_names = [c.name for c in cams]
     if len(set(cam_names)) != len(cam_names):
         raise ConfigError("cameras", f"camera names must be unique, got {cam_names}")
-    for i, c in enumerate(cams):
-        positive(f"cameras[{i}].target_fps", c.target_fps)
-        if "/" in c.name or not c.name:
-            raise ConfigError(f"cameras[{i}].name", f"invalid camera name {c.name!r}")
     fps = {c.target_fps for c in cams}
     if len(fps) != 1:
         raise ConfigError("cameras", f"all cameras must share one target_fps (the dataset fps), got {sorted(fps)}")
-    positive("sync.tolerance_ms", cfg.sync.tolerance_ms)
-    positive("sync.max_episode_sec", cfg.sync.max_episode_sec)
-    if cfg.sync.max_episode_sec > 1020:
-        raise ConfigError("sync.max_episode_sec", "must stay below ~1020 s: LeRobot's float32 timestamps break past 1024 s")
-    a = cfg.alignment
-    positive("alignment.chunk_size", a.chunk_size)
-    positive("alignment.chunk_step_ms", a.chunk_step_ms)
-    positive("alignment.window_ms", a.window_ms)
-    positive("alignment.tolerance_ms", a.tolerance_ms)
-    positive("filtering.min_duration_sec", cfg.filtering.min_duration_sec, allow_zero=True)
-    v = cfg.video
-    if not 0 <= v.crf <= 63:
-        raise ConfigError("video.crf", f"must be within 0..63, got {v.crf}")
-    positive("video.gop", v.gop)
-    positive("output.chunks_size", cfg.output.chunks_size)
+
+
+# ----------------------------------------------------------------------------- loading / overrides
+
+
+def _build(cls: type[pydantic.BaseModel], data: Any, prefix: str) -> Any:
+    """Structure and types of ``data`` as ``cls`` (no rules across keys); :class:`ConfigError` otherwise."""
+    return validate(cls, data, prefix, cross_checks=False)
+
+
+def config_from_dict(data: dict[str, Any] | None) -> PipelineConfig:
+    cfg: PipelineConfig = validate(PipelineConfig, data or {})
     return cfg
 
 
-def config_from_dict(data: dict | None) -> PipelineConfig:
-    return _check(_build(PipelineConfig, data or {}, ""))
+def config_schema() -> dict[str, Any]:
+    """JSON schema of a config file (what editors validate ``configs/*.yaml`` with)."""
+    return PipelineConfig.model_json_schema()
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a YAML file (or the built-in defaults when ``path`` is None) and apply dotted overrides."""
-    data: dict = {}
+    data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         try:
@@ -299,16 +241,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return config_from_dict(data)
 
 
-def merge_overrides(data: dict, overrides: dict[str, Any]) -> dict:
-    """Return a copy of ``data`` with ``{"a.b": v}`` overrides set (string values parsed as YAML)."""
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``{"a.b": v}`` overrides set (string values read by the schema)."""
     out = json.loads(json.dumps(data)) if data else {}
     for dotted, value in overrides.items():
-        if isinstance(value, str):
-            try:
-                value = yaml.safe_load(value) if value != "" else value
-            except yaml.YAMLError:
-                pass
         parts = dotted.split(".")
+        value = parse_override(parts, value)
         node = out
         for i, part in enumerate(parts[:-1]):
             nxt = node.get(part)
@@ -319,6 +257,21 @@ def merge_overrides(data: dict, overrides: dict[str, Any]) -> dict:
             node = nxt
         node[parts[-1]] = value
     return out
+
+
+def parse_override(parts: list[str], value: Any) -> Any:
+    """A ``--set`` value read as YAML, except that where the schema takes any string, a value YAML
+    would read as something else (``8``, ``yes``) stays the string as typed (``null`` is None where allowed)."""
+    if not isinstance(value, str):
+        return value
+    tp = annotation_at(PipelineConfig, parts)
+    try:
+        parsed = yaml.safe_load(value) if value != "" else value
+    except (yaml.YAMLError, ValueError):  # ValueError: YAML dates such as 2001-02-30 (found by fuzzing)
+        return value
+    if tp is not None and takes_plain_string(tp) and not isinstance(parsed, str):
+        return None if parsed is None and allows_none(tp) else value  # 8, true, a: b -> the string as typed
+    return parsed
 
 
 def apply_overrides(cfg: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:

@@ -58,7 +58,7 @@ def parse_episode_key(key: str) -> tuple[str, str]:
     return validate_source(source), validate_episode_id(episode_id)
 
 
-def safe_join(root: str | os.PathLike, *parts: str) -> Path:
+def safe_join(root: str | os.PathLike[str], *parts: str) -> Path:
     """Join ``parts`` under ``root`` and refuse any result that resolves outside ``root``."""
     root_path = Path(root).resolve()
     for part in parts:

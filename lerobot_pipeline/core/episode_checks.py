@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,11 +25,12 @@ class EpisodeCheck:
         return not self.problems
 
 
-def _float_leaves(column: pa.ChunkedArray):
+def _float_leaves(column: pa.ChunkedArray[Any]) -> Iterator[np.ndarray]:
     """The innermost float values of a (possibly nested list) column, chunk by chunk."""
     for chunk in column.chunks:
-        while pa.types.is_list(chunk.type) or pa.types.is_fixed_size_list(chunk.type) or pa.types.is_large_list(chunk.type):
-            chunk = chunk.flatten()
+        while (pa.types.is_list(chunk.type) or pa.types.is_fixed_size_list(chunk.type)
+               or pa.types.is_large_list(chunk.type)):
+            chunk = chunk.flatten()  # type: ignore[attr-defined]  # a list array (checked above); the stubs know flatten only on ListArray
         if pa.types.is_floating(chunk.type):
             yield chunk.to_numpy(zero_copy_only=False)
 
@@ -64,10 +67,10 @@ def check_parts(parts: list[StagedPart], config: PipelineConfig) -> EpisodeCheck
                 problems.append(f"{where}: video {cam.name} has {count} frames for {n} rows")
         r = p.report
         if not r.filled_frames:
-            for cam, err in r.camera_error_ms.items():
+            for cam_name, err in r.camera_error_ms.items():
                 if err and err.max_ms > config.sync.tolerance_ms:
-                    problems.append(f"{where}: camera {cam} max error {err.max_ms} ms > sync.tolerance_ms")
-            if config.alignment.strategy == "nearest":
+                    problems.append(f"{where}: camera {cam_name} max error {err.max_ms} ms > sync.tolerance_ms")
+            if config.alignment.strategy in ("nearest", "chunking"):  # chunking: the state, like nearest
                 for arm, err in r.arm_error_ms.items():
                     if err.max_ms > config.alignment.tolerance_ms:
                         problems.append(f"{where}: arm {arm} max error {err.max_ms} ms > alignment.tolerance_ms")

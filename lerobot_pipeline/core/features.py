@@ -6,6 +6,7 @@ Every path inside a dataset is spelled here and nowhere else.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pyarrow as pa
 
@@ -24,7 +25,7 @@ STATE_SLAVE = "observation.state.slave"
 STATE_MASTER = "observation.state.master"
 ACTION = "action"
 CAPTURE_TIME = "capture_time_ns"  # provenance: real capture time of each frame (base camera)
-DEFAULT_FEATURES = {
+DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},
     "frame_index": {"dtype": "int64", "shape": [1], "names": None},
     "episode_index": {"dtype": "int64", "shape": [1], "names": None},
@@ -47,7 +48,8 @@ def data_file(episode_index: int, chunks_size: int) -> str:
 
 def video_file(episode_index: int, camera: str, chunks_size: int) -> str:
     return VIDEO_PATH.format(
-        episode_chunk=episode_chunk(episode_index, chunks_size), video_key=video_key(camera), episode_index=episode_index
+        episode_chunk=episode_chunk(episode_index, chunks_size), video_key=video_key(camera),
+        episode_index=episode_index,
     )
 
 
@@ -62,11 +64,11 @@ def action_shape(config: PipelineConfig) -> list[int]:
     return [dim]
 
 
-def build_features(config: PipelineConfig, video_info: dict[str, dict]) -> dict:
+def build_features(config: PipelineConfig, video_info: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """info.json ``features`` for this config; ``video_info[camera]`` comes from the encoded files."""
     slave, master = joint_names(config, "slave"), joint_names(config, "master")
     a_shape = action_shape(config)
-    features: dict = {
+    features: dict[str, Any] = {
         STATE_SLAVE: {"dtype": "float32", "shape": [len(slave)], "names": slave},
         STATE_MASTER: {"dtype": "float32", "shape": [len(master)], "names": master},
         ACTION: {"dtype": "float32", "shape": a_shape, "names": master if len(a_shape) == 1 else None},
@@ -102,7 +104,7 @@ def parquet_schema(config: PipelineConfig) -> pa.Schema:
         pa.field("task_index", pa.int64()),
     ]
 
-    def seq(n):
+    def seq(n: int) -> dict[str, Any]:
         return {"feature": {"dtype": "float32", "_type": "Value"}, "length": n, "_type": "Sequence"}
 
     hf = {

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from lerobot_pipeline.config import ArmConfig, CameraConfig, PipelineConfig
+from lerobot_pipeline.config import CameraConfig, PipelineConfig
+from lerobot_pipeline.core.joints import (  # re-exported
+    ArmSamples as ArmSamples,
+    fill_nans_by_time as fill_nans_by_time,
+    read_arm as read_arm,
+)
+from lerobot_pipeline.core.jpeg import ABSENT, jpeg_problem
 from lerobot_pipeline.errors import InvalidIdError, RawDataError
 from lerobot_pipeline.ids import (
     DEFAULT_SOURCE,
@@ -51,31 +57,37 @@ class EpisodeRef:
 
 
 @dataclass(frozen=True)
-class ArmSamples:
-    """One arm's joint samples, sorted by time, NaNs already filled."""
-
-    name: str
-    role: str
-    t_ns: np.ndarray  # (n,) int64, strictly increasing
-    values: np.ndarray  # (n, joints) float64
-    nan_filled: int  # number of values filled from time neighbours
-    duplicates_dropped: int
-    reordered: bool
-
-
-@dataclass(frozen=True)
 class CameraFrames:
-    """One camera's frames: capture times and where each JPEG is (the file name is the time)."""
+    """One camera's frames: capture times and where each JPEG is (the file name is the time).
+
+    ``bad`` holds the frames that exist on the timeline but have no usable image (listed but
+    absent, empty, truncated, undecodable): frame index -> reason. They are missing frames of the
+    camera at that instant (never chosen as a partner, never shifting the others).
+    """
 
     name: str
     directory: Path
     t_ns: np.ndarray  # (n,) int64, strictly increasing
     suffixes: tuple[str, ...]  # per-frame file suffix (almost always all ".jpg")
-    listed_but_missing: int  # in metadata.json, no file on disk
-    unlisted_files: int  # on disk, not in metadata.json (used; reported)
+    listed_but_missing: int  # in metadata.json, no file on disk (also in ``bad``)
+    unlisted_files: int  # on disk, not in metadata.json (ignored; reported)
+    bad: dict[int, str] = field(default_factory=dict)
 
     def path(self, i: int) -> Path:
         return self.directory / f"{int(self.t_ns[i])}{self.suffixes[i]}"
+
+    def file_name(self, i: int) -> str:
+        return f"{int(self.t_ns[i])}{self.suffixes[i]}"
+
+    def good_index(self) -> np.ndarray:
+        """Indices of the frames with a usable image, ascending."""
+        mask = np.ones(len(self.t_ns), dtype=bool)
+        mask[np.fromiter(self.bad, dtype=np.int64, count=len(self.bad))] = False
+        return np.flatnonzero(mask)
+
+    def bad_files(self) -> dict[str, str]:
+        """File name -> reason for every bad frame, in time order."""
+        return {self.file_name(i): self.bad[i] for i in sorted(self.bad)}
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,8 @@ def discover_episodes(
                 skipped.append((name, f"incomplete: {missing} not found"))
                 continue
             if ep_dir.name in seen:
-                skipped.append((name, f"episode id also used by task '{seen[ep_dir.name]}'; ids must be unique per source"))
+                skipped.append((name, f"episode id also used by task '{seen[ep_dir.name]}'; "
+                                      "ids must be unique per source"))
                 continue
             seen[ep_dir.name] = task_dir.name
             found.append(EpisodeRef(source, task_dir.name, ep_dir.name, ep_dir, images_dir))
@@ -166,88 +179,10 @@ def find_episode(
     return EpisodeRef(source, task, episode_id, joints_dir, images_dir)
 
 
-# ----------------------------------------------------------------------------- joints
-
-
-def fill_nans_by_time(t_ns: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int, list[int]]:
-    """Fill non-finite values per column by linear interpolation between time neighbours.
-
-    Values before the first / after the last finite sample take that sample. Returns the filled
-    array, the number of filled values and the indices of columns that have no finite value at all.
-    """
-    out = values.astype(np.float64, copy=True)
-    filled = 0
-    empty_columns: list[int] = []
-    # relative times: absolute ROS ns (~1.8e18) are only exact to 256 ns as float64
-    t = (t_ns - t_ns[0]).astype(np.float64) if len(t_ns) else t_ns.astype(np.float64)
-    for j in range(out.shape[1]):
-        col = out[:, j]
-        bad = ~np.isfinite(col)
-        n_bad = int(bad.sum())
-        if n_bad == 0:
-            continue
-        if n_bad == len(col):
-            empty_columns.append(j)
-            continue
-        col[bad] = np.interp(t[bad], t[~bad], col[~bad])
-        filled += n_bad
-    return out, filled, empty_columns
-
-
-def read_arm(ref: EpisodeRef, arm: ArmConfig, config: PipelineConfig) -> ArmSamples:
-    robot = config.robot
-    path = ref.joints_dir / arm.file
-    ep = ref.key
-    wanted = [robot.timestamp_sec_column, robot.timestamp_nanosec_column, *robot.joint_columns]
-    try:
-        schema = pq.read_schema(path)
-    except FileNotFoundError:
-        raise RawDataError(ep, "joint file is missing", file=str(path)) from None
-    except (pa.ArrowInvalid, OSError) as e:
-        raise RawDataError(ep, f"not a readable parquet file ({e})", file=str(path)) from None
-    for col in wanted:
-        if col not in schema.names:
-            raise RawDataError(ep, "column is missing", file=str(path), field=col)
-    try:
-        table = pq.read_table(path, columns=wanted)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise RawDataError(ep, f"cannot read parquet data ({e})", file=str(path)) from None
-    if table.num_rows == 0:
-        raise RawDataError(ep, "joint file has no rows", file=str(path))
-    try:
-        sec = table.column(wanted[0]).to_numpy().astype(np.int64)
-        nsec = table.column(wanted[1]).to_numpy().astype(np.int64)
-    except (pa.ArrowInvalid, ValueError, TypeError) as e:
-        raise RawDataError(ep, f"timestamps are not integers ({e})", file=str(path), field=wanted[0]) from None
-    t_ns = sec * 1_000_000_000 + nsec
-    cols = []
-    for col in robot.joint_columns:
-        try:
-            cols.append(table.column(col).to_numpy(zero_copy_only=False).astype(np.float64))
-        except (ValueError, TypeError, pa.ArrowInvalid) as e:
-            raise RawDataError(ep, f"values are not numeric ({e})", file=str(path), field=col) from None
-    values = np.column_stack(cols)
-
-    reordered = bool(np.any(np.diff(t_ns) < 0))
-    if reordered:
-        order = np.argsort(t_ns, kind="stable")
-        t_ns, values = t_ns[order], values[order]
-    keep = np.ones(len(t_ns), dtype=bool)
-    keep[1:] = np.diff(t_ns) > 0
-    duplicates = int((~keep).sum())
-    if duplicates:
-        t_ns, values = t_ns[keep], values[keep]
-
-    values, filled, empty = fill_nans_by_time(t_ns, values)
-    if empty:
-        raise RawDataError(ep, "column has no finite value at all", file=str(path), field=robot.joint_columns[empty[0]])
-    return ArmSamples(arm.name, arm.role, t_ns, values, filled, duplicates, reordered)
-
-
 # ----------------------------------------------------------------------------- cameras
 
 
-def _load_json(path: Path, ep: str) -> dict:
+def _load_json(path: Path, ep: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
@@ -270,61 +205,124 @@ def _list_frames(directory: Path) -> dict[int, str]:
     return frames
 
 
-def read_camera(ref: EpisodeRef, cam: CameraConfig, meta: dict, warnings: list[str]) -> CameraFrames | None:
-    ep = ref.key
+def _listed_timestamps(ref: EpisodeRef, cam: CameraConfig, cam_meta: object, warnings: list[str]) -> np.ndarray:
+    ts = cam_meta.get("timestamps") if isinstance(cam_meta, dict) else None
+    if not isinstance(ts, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ts):
+        raise RawDataError(
+            ref.key, "timestamps must be a list of integer ns", file=str(ref.images_dir / METADATA_FILE),
+            field=f"cameras.{cam.name}.timestamps",
+        )
+    listed = np.asarray(ts, dtype=np.int64)
+    if np.any(np.diff(listed) < 0):
+        warnings.append(f"{cam.name}: timestamps in metadata.json are not ascending; sorted by time")
+    unique = np.unique(listed)
+    if len(unique) < len(listed):
+        warnings.append(f"{cam.name}: {len(listed) - len(unique)} repeated timestamp(s) in metadata.json; counted once")
+    return unique
+
+
+def _names(times: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(f"{int(t)}" for t in times[:limit])
+    return shown + (f", ... ({len(times)} in all)" if len(times) > limit else "")
+
+
+def read_camera(ref: EpisodeRef, cam: CameraConfig, meta: dict[str, Any], warnings: list[str],
+                extra_bad: Mapping[str, str] | None = None) -> CameraFrames | None:
+    """Frames of one camera: metadata.json's timestamps (the recorder's manifest), checked on disk.
+
+    Every listed frame stays on the timeline; one whose file is absent or fails :func:`jpeg_problem`
+    (or is named in ``extra_bad``: file name -> reason) is a bad frame. Files on disk that
+    metadata.json does not list are ignored and reported. Without timestamps in metadata.json the
+    files on disk are the frames. No file on disk at all: the camera is missing (None).
+    """
     directory = ref.images_dir / cam.name
-    cams_meta = meta.get("cameras") if isinstance(meta.get("cameras"), dict) else {}
+    cams_meta = cast("dict[str, Any]", meta.get("cameras") if isinstance(meta.get("cameras"), dict) else {})
     cam_meta = cams_meta.get(cam.name)
     on_disk = _list_frames(directory) if directory.is_dir() else {}
-    if cam_meta is None and not on_disk:
-        return None
-    listed: np.ndarray | None = None
-    if cam_meta is not None:
-        ts = cam_meta.get("timestamps") if isinstance(cam_meta, dict) else None
-        if not isinstance(ts, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ts):
-            raise RawDataError(
-                ep, "timestamps must be a list of integer ns", file=str(ref.images_dir / METADATA_FILE),
-                field=f"cameras.{cam.name}.timestamps",
-            )
-        listed = np.asarray(ts, dtype=np.int64)
-    if listed is None:
+    if not on_disk:
+        return None  # missing or empty directory: filtering.require_all_cameras decides
+    disk = np.fromiter(on_disk.keys(), dtype=np.int64, count=len(on_disk))
+    if cam_meta is None:
         warnings.append(f"{cam.name}: no timestamps in metadata.json, using the {len(on_disk)} files found")
-        present = np.array(sorted(on_disk), dtype=np.int64)
+        t_ns = np.unique(disk)
         missing = unlisted = 0
     else:
-        disk = np.fromiter(on_disk.keys(), dtype=np.int64, count=len(on_disk))
-        present = disk  # the files actually there; differences with metadata.json are reported
-        missing = int(len(np.setdiff1d(listed, disk)))
-        unlisted = int(len(np.setdiff1d(disk, listed)))
+        t_ns = _listed_timestamps(ref, cam, cam_meta, warnings)
+        absent = np.setdiff1d(t_ns, disk)
+        extra = np.setdiff1d(disk, t_ns)
+        missing, unlisted = len(absent), len(extra)
         if missing:
-            warnings.append(f"{cam.name}: {missing} frame(s) listed in metadata.json have no file; skipped")
+            warnings.append(f"{cam.name}: {missing} frame(s) listed in metadata.json have no file "
+                            f"({_names(absent)}); missing frames (gap policy)")
         if unlisted:
-            warnings.append(f"{cam.name}: {unlisted} file(s) not listed in metadata.json; used")
-    present = np.unique(present)
-    if len(present) == 0:
-        return None
-    suffixes = tuple(on_disk[int(t)] for t in present)
-    return CameraFrames(cam.name, directory, present, suffixes, missing, unlisted)
+            warnings.append(f"{cam.name}: {unlisted} file(s) not listed in metadata.json ({_names(extra)}); ignored")
+    suffixes = tuple(on_disk.get(int(t), ".jpg") for t in t_ns)
+    frames = CameraFrames(cam.name, directory, t_ns, suffixes, missing, unlisted)
+    bad = {}
+    for i in range(len(t_ns)):  # one stat + two small reads per file: the check must see every frame
+        problem = ABSENT if int(t_ns[i]) not in on_disk else jpeg_problem(frames.path(i))
+        if problem:
+            bad[i] = problem
+    if extra_bad:
+        index = {frames.file_name(i): i for i in range(len(t_ns))}
+        for name, reason in extra_bad.items():
+            if name in index:
+                bad.setdefault(index[name], reason)
+            else:
+                warnings.append(f"{cam.name}: bad file {name} is not a frame of this camera; ignored")
+    n_bad = len(bad) - missing
+    if n_bad:
+        warnings.append(f"{cam.name}: {n_bad} unusable image file(s); missing frames (gap policy)")
+    return CameraFrames(cam.name, directory, t_ns, suffixes, missing, unlisted, bad)
 
 
-def read_episode(ref: EpisodeRef, config: PipelineConfig) -> RawEpisode:
-    """Read joints and camera timestamps of one episode; raise :class:`RawDataError` if unusable."""
+def joint_warnings(a: ArmSamples) -> list[str]:
+    """What reading one arm's joint file changed, in words (part of the episode's warnings)."""
+    warnings = []
+    if a.nan_filled:
+        warnings.append(f"{a.name}: filled {a.nan_filled} NaN value(s) from time neighbours")
+    if a.nan_dropped:
+        warnings.append(f"{a.name}: dropped {a.nan_dropped} sample(s) in NaN runs longer than "
+                        "2 x alignment.tolerance_ms (no data there: gap policy)")
+    if a.duplicates_dropped:
+        warnings.append(f"{a.name}: dropped {a.duplicates_dropped} sample(s) with a repeated timestamp")
+    if a.reordered:
+        warnings.append(f"{a.name}: timestamps were not monotonic; samples sorted by time")
+    return warnings
+
+
+def read_cameras(
+    ref: EpisodeRef, config: PipelineConfig, extra_bad: Mapping[str, Mapping[str, str]] | None = None,
+) -> tuple[dict[str, CameraFrames], tuple[str, ...], list[str]]:
+    """Everything of an episode but its joint samples: (cameras, missing cameras, warnings), the warnings in
+    the order :func:`read_episode` gives them after the joints' own."""
     warnings: list[str] = []
-    arms = tuple(read_arm(ref, arm, config) for arm in config.robot.arms)
-    for a in arms:
-        if a.nan_filled:
-            warnings.append(f"{a.name}: filled {a.nan_filled} NaN value(s) from time neighbours")
-        if a.duplicates_dropped:
-            warnings.append(f"{a.name}: dropped {a.duplicates_dropped} sample(s) with a repeated timestamp")
-        if a.reordered:
-            warnings.append(f"{a.name}: timestamps were not monotonic; samples sorted by time")
+    try:  # the joints' metadata.json marks the episode complete; its content is not needed
+        _load_json(ref.joints_dir / METADATA_FILE, ref.key)
+    except RawDataError as e:
+        warnings.append(f"joints {METADATA_FILE} is not valid JSON or not an object ({e}); not used")
     meta = _load_json(ref.images_dir / METADATA_FILE, ref.key)
     cameras: dict[str, CameraFrames] = {}
     missing: list[str] = []
     for cam in config.cameras:
-        frames = read_camera(ref, cam, meta, warnings)
+        frames = read_camera(ref, cam, meta, warnings, (extra_bad or {}).get(cam.name))
         if frames is None:
             missing.append(cam.name)
+            warnings.append(f"{cam.name}: no image files (directory missing or empty); camera missing")
         else:
             cameras[cam.name] = frames
-    return RawEpisode(ref, arms, cameras, tuple(missing), tuple(warnings))
+    return cameras, tuple(missing), warnings
+
+
+def read_episode(
+    ref: EpisodeRef, config: PipelineConfig, extra_bad: Mapping[str, Mapping[str, str]] | None = None,
+) -> RawEpisode:
+    """Read joints and camera timestamps of one episode; raise :class:`RawDataError` if unusable.
+
+    ``extra_bad`` (camera -> {file name: reason}) marks more frames bad, e.g. JPEGs that passed the
+    structural check but failed a strict decode in the video stage, which then aligns again.
+    """
+    arms = tuple(read_arm(ref, arm, config) for arm in config.robot.arms)
+    warnings = [w for a in arms for w in joint_warnings(a)]
+    cameras, missing, camera_warnings = read_cameras(ref, config, extra_bad)
+    return RawEpisode(ref, arms, cameras, missing, tuple(warnings + camera_warnings))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ class ErrorStats:
     max_ms: float
 
     @classmethod
-    def of(cls, err_ms: np.ndarray) -> "ErrorStats | None":
+    def of(cls, err_ms: np.ndarray) -> ErrorStats | None:
         e = err_ms[np.isfinite(err_ms)]
         if len(e) == 0:
             return None
@@ -55,6 +56,19 @@ class PartReport:
     nan_filled: dict[str, int]
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # chunking, per master arm: hist[k] = frames of this part whose action chunk has k padded steps
+    padded_steps: dict[str, list[int]] = field(default_factory=dict)
+    bad_images: dict[str, dict[str, str]] = field(default_factory=dict)  # camera -> {file: reason}, whole recording
+    long_gaps: int = 0  # whole recording: gaps longer than sync.max_fill_ms, cut (or the episode refused)
+
+    @property
+    def padded_frames(self) -> int:
+        """Frames with at least one padded chunk step (the largest count among the master arms)."""
+        return max((sum(h[1:]) for h in self.padded_steps.values()), default=0)
+
+    @property
+    def bad_image_count(self) -> int:
+        return sum(len(files) for files in self.bad_images.values())
 
     @property
     def uid(self) -> str:
@@ -64,12 +78,12 @@ class PartReport:
     def duration_s(self) -> float:
         return self.frames_out / self.fps
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PartReport":
-        d = dict(d)
+    def from_dict(cls, d: dict[str, Any]) -> PartReport:
+        d = dict(d)  # fields added later (padded_steps, bad_images, long_gaps) default when absent
         d["camera_error_ms"] = {k: ErrorStats(**v) if v else None for k, v in d["camera_error_ms"].items()}
         d["arm_error_ms"] = {k: ErrorStats(**v) for k, v in d["arm_error_ms"].items()}
         return cls(**d)

@@ -217,3 +217,29 @@ def test_million_samples_align_vectorised_and_match_brute_force(make_arm):
             np.testing.assert_array_equal(mean.state[k], values[i])
         assert win.valid[k] == inside.any()
 
+
+
+def test_chunking_state_must_lie_within_tolerance(make_arm):
+    # samples at 0..36 ms; 56 ms is exactly 20 ms after the last one (valid), 57 ms is not: its state
+    # would be the stale sample 9 (domain.md §4) -- invalid, though its chunk is still computed (padded)
+    for role in ("slave", "master"):
+        arm = make_arm(GRID, role=role)
+        a = align_arm(arm, ms(-20, -21, 36, 56, 57), AlignmentConfig(strategy="chunking", chunk_size=2))
+        np.testing.assert_array_equal(a.valid, [True, False, True, True, False])
+        np.testing.assert_allclose(a.err_ms, [20, 21, 0, 20, 21])
+
+
+def test_part_report_reads_old_report_files_without_the_new_fields():
+    from lerobot_pipeline.core.report import ErrorStats, PartReport
+
+    old = dict(episode_key="local.e", source="local", episode_id="e", task="t", strategy="chunking",
+               config_digest="x", part=0, n_parts=1, fps=25, frames_in=3, frames_out=3, start_frame=0,
+               capture_start_ns=0, capture_end_ns=1, trimmed_start=0, trimmed_end=0, dropped_gaps=0,
+               dropped_short=0, filled_frames=[], filled_by={}, camera_error_ms={"c": None},
+               arm_error_ms={"a": {"mean_ms": 1.0, "p95_ms": 1.0, "max_ms": 1.0}}, utilisation={"a": 1.0},
+               utilisation_total=1.0, nan_filled={"a": 0}, warnings=[], notes=[])
+    r = PartReport.from_dict(old)
+    assert (r.padded_steps, r.bad_images, r.long_gaps) == ({}, {}, 0)
+    assert r.arm_error_ms["a"] == ErrorStats(1.0, 1.0, 1.0)
+    new = PartReport.from_dict({**r.to_dict(), "padded_steps": {"a": [2, 1]}, "long_gaps": 1})
+    assert new.padded_steps == {"a": [2, 1]} and new.long_gaps == 1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from lerobot_pipeline.config import PipelineConfig, apply_overrides, load_config
@@ -40,7 +40,7 @@ def test_defaults_and_overrides():
                                  "sync.gap_policy": "split"})
     assert (cfg2.alignment.window_ms, cfg2.alignment.chunk_step_ms, cfg2.sync.gap_policy) == (30.0, None, "split")
     assert cfg.alignment.window_ms == 20.0  # the original is unchanged
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.alignment.window_ms = 1  # type: ignore[misc]
 
 
@@ -160,3 +160,68 @@ def test_unreadable_or_invalid_files(tmp_path):
     top.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(top)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("8", "8"),                # a YAML number where the schema wants a string
+    ("'8'", "8"),
+    ('"medium"', "medium"),    # the named flags pass JSON-quoted strings
+    ("veryslow", "veryslow"),
+    ("yes", "yes"),            # a YAML boolean where the schema wants a string
+    ("null", None),            # preset is optional: null clears it
+])
+def test_set_values_are_read_by_the_schema_for_strings(raw, expected):
+    assert load_config(overrides={"video.preset": raw}).video.preset == expected
+
+
+def test_set_values_are_read_by_the_schema_for_other_types():
+    from lerobot_pipeline.cli.convert import parse_set
+
+    cfg = load_config(overrides=parse_set([
+        "filtering.require_all_cameras=false", "video.crf=30", "alignment.window_ms=12.5",
+        "alignment.chunk_step_ms=null",
+        "robot.joints_per_arm=2", "robot.joint_columns=[a_pos, b_pos]", "output.task=stack the cups",
+        "output.format=v3.0",
+        "video.extra_options={tune: film, threads: 2}",
+    ]))
+    assert cfg.filtering.require_all_cameras is False and cfg.video.crf == 30 and cfg.alignment.window_ms == 12.5
+    assert cfg.alignment.chunk_step_ms is None and cfg.robot.joint_columns == ("a_pos", "b_pos")
+    assert (cfg.output.task, cfg.output.format) == ("stack the cups", "v3.0")
+    assert cfg.video.extra_options == {"tune": "film", "threads": "2"}
+    with pytest.raises(ConfigError) as exc:
+        load_config(overrides=parse_set(["video.crf=fast"]))
+    assert exc.value.key == "video.crf" and "expected an integer" in str(exc.value)
+
+
+def test_a_numeric_preset_in_a_yaml_file_is_a_string(tmp_path):
+    path = tmp_path / "svt.yaml"
+    path.write_text("video:\n  codec: libsvtav1\n  preset: 8\n")
+    assert load_config(path).video.preset == "8"
+
+
+def test_agreed_keys_and_their_defaults():
+    cfg = load_config()
+    assert (cfg.sync.max_fill_ms, cfg.sync.long_gap_policy) == (120.0, "split")
+    out = cfg.output
+    assert (out.format, out.data_files_size_in_mb, out.video_files_size_in_mb) == ("v2.1", 100, 200)
+
+
+@pytest.mark.parametrize("overrides, key, words", [
+    ({"sync.long_gap_policy": "fill"}, "sync.long_gap_policy", "is not one of 'split' or 'reject'"),
+    ({"output.format": "v4.0"}, "output.format", "is not one of"),
+    ({"output.data_files_size_in_mb": 0}, "output.data_files_size_in_mb", "must be > 0, got 0"),
+    ({"sync.max_fill_ms": -1}, "sync.max_fill_ms", "must be >= 0"),
+    ({"video.crf": 99}, "video.crf", "must be <= 63, got 99"),
+    ({"video.codecs": "h264"}, "video.codecs", "unknown key (known keys here: codec, crf, extra_options, gop,"),
+])
+def test_messages_name_the_key_and_the_rule(overrides, key, words):
+    e = config_error(overrides)
+    assert e.key == key and str(e).startswith(f"config key '{key}': ") and words in str(e)
+
+
+def test_digest_is_stable_for_the_same_effective_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("alignment:\n  window_ms: 20\nvideo:\n  crf: 23\n")  # the defaults, written out
+    assert load_config(path).digest() == load_config().digest() == PipelineConfig().digest()
+    # pinned: datasets store it in their provenance; a change here re-keys every existing dataset
+    assert load_config().digest() == "a9d0128b9800"

@@ -15,8 +15,8 @@ from lerobot_pipeline.core.convert import convert_episode
 from lerobot_pipeline.core.dataset import assemble_dataset, read_provenance
 from lerobot_pipeline.core.episode_writer import StagedPart
 from lerobot_pipeline.core.raw import find_episode
-from lerobot_pipeline.core.sample_data import generate_episode
 from lerobot_pipeline.errors import DatasetError
+from lerobot_pipeline.sample_data import generate_episode
 
 CAMERAS = ("cam_left", "cam_right", "cam_head")
 IDS = ("episode_0000", "episode_0001", "episode_0002", "episode_0003")

@@ -81,3 +81,24 @@ def test_link_or_copy_hard_links(tmp_path):
     dst = tmp_path / "deep" / "b.mp4"
     link_or_copy(src, dst)
     assert dst.read_bytes() == b"video" and dst.stat().st_ino == src.stat().st_ino
+
+
+def test_scratch_writes_stay_atomic_and_restore_durability(tmp_path):
+    from lerobot_pipeline.core.fsutil import durable_writes, scratch_writes, write_json_atomic
+
+    assert durable_writes()
+    with scratch_writes():
+        assert not durable_writes()
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+        with scratch_writes():
+            pass
+        assert not durable_writes()
+    assert durable_writes()
+    assert (tmp_path / "a.json").read_text().strip().startswith("{")
+    assert not list(tmp_path.glob(".*.partial"))
+    try:
+        with scratch_writes():
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert durable_writes()

@@ -75,3 +75,18 @@ def test_safe_join_refuses_a_symlink_out_of_the_root(tmp_path):
     os.symlink(tmp_path / "outside", root / "link")
     with pytest.raises(InvalidIdError, match="escapes"):
         safe_join(root, "link", "x")
+
+
+def test_errors_survive_the_trip_from_a_worker_process():
+    """Video workers send errors back by pickle; an error that cannot be rebuilt breaks the whole pool."""
+    import pickle
+
+    from lerobot_pipeline.errors import ConfigError, EpisodeRejected, RawDataError, UndecodableImage
+
+    for err in (RawDataError("local.ep", "bad size", file="/x/1.jpg", field="cam_left"),
+                UndecodableImage("local.ep", "cam_right", "/x/2.jpg", "not a decodable JPEG"),
+                EpisodeRejected("local.ep", "too short"), ConfigError("video.crf", "expected an integer")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+    back = pickle.loads(pickle.dumps(UndecodableImage("local.ep", "cam_right", "/x/2.jpg", "r")))
+    assert (back.camera, back.file_name, back.field) == ("cam_right", "2.jpg", "cam_right")

@@ -130,26 +130,30 @@ def test_empty_joint_file_is_an_error(write_raw, make_config):
 # ----------------------------------------------------------------------------- cameras
 
 
-def test_listed_but_missing_images_are_skipped_and_reported(write_raw, make_config):
+def test_listed_but_absent_image_is_a_bad_frame_on_the_timeline(write_raw, make_config):
     stamps = [T0_NS + k * 40 * MS for k in (0, 1, 3, 4)]
-    ghost = [T0_NS + 2 * 40 * MS]
-    root = write_raw(cameras={"cam_right": stamps}, listed_only={"cam_right": ghost})
+    ghost = T0_NS + 2 * 40 * MS
+    root = write_raw(cameras={"cam_right": stamps}, listed_only={"cam_right": [ghost]})
     raw = read(root, make_config)
     cam = raw.cameras["cam_right"]
-    np.testing.assert_array_equal(cam.t_ns, stamps)
+    # the listed frame stays at its instant (nothing after it shifts) and is marked bad, by file
+    np.testing.assert_array_equal(cam.t_ns, sorted(stamps + [ghost]))
+    assert cam.bad == {2: "listed in metadata.json but absent"}
+    assert cam.bad_files() == {f"{ghost}.jpg": "listed in metadata.json but absent"}
+    assert cam.good_index().tolist() == [0, 1, 3, 4]
     assert cam.listed_but_missing == 1 and cam.unlisted_files == 0
-    assert any("cam_right: 1 frame(s) listed" in w for w in raw.warnings)
-    assert all(cam.path(i).is_file() for i in range(len(cam.t_ns)))
+    assert any(f"cam_right: 1 frame(s) listed in metadata.json have no file ({ghost})" in w for w in raw.warnings)
 
 
-def test_unlisted_image_files_are_used_and_reported(write_raw, make_config):
+def test_file_on_disk_not_in_metadata_is_ignored_and_reported(write_raw, make_config):
     root = write_raw(seconds=0.2)
     images = root / "images" / "pick_place" / "episode_0001"
     extra = T0_NS + 500 * MS
     (images / "cam_head" / f"{extra}.jpg").write_bytes((images / "cam_head" / f"{T0_NS}.jpg").read_bytes())
     raw = read(root, make_config)
-    assert raw.cameras["cam_head"].t_ns[-1] == extra and raw.cameras["cam_head"].unlisted_files == 1
-    assert any("cam_head: 1 file(s) not listed" in w for w in raw.warnings)
+    cam = raw.cameras["cam_head"]
+    assert extra not in cam.t_ns and len(cam.t_ns) == 6 and cam.unlisted_files == 1 and not cam.bad
+    assert any(f"cam_head: 1 file(s) not listed in metadata.json ({extra}); ignored" in w for w in raw.warnings)
 
 
 def test_absolute_paths_in_metadata_are_ignored(write_raw, make_config, tmp_path):

@@ -126,7 +126,7 @@ def test_reject_names_the_culprit_and_the_frame(make_config):
     head = np.ones(n, bool)
     head[6] = False
     arm = np.ones(n, bool)
-    arm[7] = False
+    arm[8] = False  # a second gap: frame 7 is valid
     valid = head & arm
     reasons = {"cam_left": np.ones(n, bool), "cam_head": head, "left_master": arm}
     with pytest.raises(EpisodeRejected) as exc:
@@ -136,7 +136,7 @@ def test_reject_names_the_culprit_and_the_frame(make_config):
     assert "left_master" not in msg and "cam_left" not in msg  # only the first gap's culprits
     assert "t=0.240 s" in msg
     # an arm as culprit
-    with pytest.raises(EpisodeRejected, match=r"frame 7 .*left_master"):
+    with pytest.raises(EpisodeRejected, match=r"frame 8 .*left_master"):
         plan(arm, make_config, {"cam_head": np.ones(n, bool), "left_master": arm}, **{"sync.gap_policy": "reject"})
 
 

@@ -44,3 +44,21 @@ def test_gop_sets_the_keyframe_interval(tmp_path, codec):
     with av.open(str(path)) as c:
         keys = [p.is_keyframe for p in c.demux(video=0) if p.size]
     assert keys == [k % 3 == 0 for k in range(len(FRAMES))]
+
+
+def _pool_kind_in_daemonic_child(queue) -> None:
+    from lerobot_pipeline.core.camera_videos import _inline, pool_for
+
+    queue.put(pool_for(4) is _inline)
+
+
+def test_a_daemonic_process_encodes_inline():
+    """Celery's prefork workers are daemonic and may not start processes: the video pool falls back to inline."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_pool_kind_in_daemonic_child, args=(queue,), daemon=True)
+    child.start()
+    assert queue.get(timeout=60) is True
+    child.join(timeout=30)
