@@ -254,3 +254,17 @@ def test_format_episode_path():
     assert format_episode_path(f.DATA_PATH, 1234, 1000) == "data/chunk-001/episode_001234.parquet"
     assert format_episode_path(f.VIDEO_PATH, 5, 2, "observation.images.top") == \
         "videos/chunk-002/observation.images.top/episode_000005.mp4"
+
+
+def test_deep_episodes_reads_only_those_files_but_still_checks_meta(ds):
+    """What a build does after linking unchanged episodes: their content is not read again, everything
+    about them in meta/ still is, and a missing file is still an error."""
+    (ds / VID0).write_bytes(b"damaged after it was checked")
+    assert not validate_dataset(ds).ok
+    assert validate_dataset(ds, deep_episodes={1}).ok  # episode 0 trusted: its video is not probed
+    assert not validate_dataset(ds, deep_episodes={0}).ok
+    (ds / VID0).unlink()
+    report = validate_dataset(ds, deep_episodes={1})
+    assert not report.ok and any("video of episode 0" in p.message for p in report.errors())
+    f.edit_json(ds / "meta" / "info.json", lambda info: info.update(total_frames=999))
+    assert problems_at(validate_dataset(ds, deep_episodes=set()), "total_frames")

@@ -1,4 +1,4 @@
-"""Tests of the synthetic raw-episode generator (lerobot_pipeline.core.sample_data)."""
+"""Tests of the synthetic raw-episode generator (lerobot_pipeline.sample_data)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lerobot_pipeline.config import DEFAULT_JOINT_COLUMNS, PipelineConfig
-from lerobot_pipeline.core.sample_data import (
+from lerobot_pipeline.errors import InvalidIdError
+from lerobot_pipeline.sample_data import (
     DEFAULT_START_NS,
     MASTER_ALL_NAN_COLUMNS,
     circle_center,
@@ -20,7 +21,6 @@ from lerobot_pipeline.core.sample_data import (
     generate_episode,
     render_frame,
 )
-from lerobot_pipeline.errors import InvalidIdError
 
 REAL_JOINTS = Path("/work/shared/fixtures/airbot_real/joints/quad_arm_task/episode_0001")
 REAL_IMAGES = Path("/work/shared/fixtures/airbot_real/images/quad_arm_task/episode_0001")
@@ -29,7 +29,8 @@ ARM_FILES = [a.file for a in CFG.robot.arms]
 CAMERAS = [c.name for c in CFG.cameras]
 EXPECTED_COLUMNS = ["timestamp_sec", "timestamp_nanosec"] + [
     f"{j}_{q}"
-    for j in ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6", "eef_gripper_joint", "gripper_mapping_controller")
+    for j in ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6", "eef_gripper_joint",
+              "gripper_mapping_controller")
     for q in ("pos", "vel", "effort")
 ]
 
@@ -279,7 +280,8 @@ def test_decoded_frames_match_render_frame(episode: Path):
     decoded = _decode(_images_dir(episode) / cam / f"{stamps[i]}.jpg")
     t = (stamps[i] - DEFAULT_START_NS) / 1e9
     assert np.abs(decoded - render_frame(cam_index, i, t, (224, 224))).mean() < 3
-    assert np.abs(decoded - render_frame(cam_index, i + 1, (stamps[i + 1] - DEFAULT_START_NS) / 1e9, (224, 224))).mean() > 3
+    t_next = (stamps[i + 1] - DEFAULT_START_NS) / 1e9
+    assert np.abs(decoded - render_frame(cam_index, i + 1, t_next, (224, 224))).mean() > 3
     x, y = circle_center(cam_index, t, (224, 224))
     assert decoded[y, x].max() < 60  # the circle's dark centre
 
@@ -308,7 +310,8 @@ def test_same_seed_gives_identical_episodes(tmp_path: Path):
 
 def test_dataset_without_sources(tmp_path: Path):
     calls = []
-    dirs = generate_dataset(tmp_path, episodes=2, seconds=0.5, size=(32, 32), progress=lambda d, t: calls.append((d, t)))
+    dirs = generate_dataset(tmp_path, episodes=2, seconds=0.5, size=(32, 32),
+                            progress=lambda d, t: calls.append((d, t)))
     assert dirs == [tmp_path / "joints" / "pick_place" / f"episode_{i:04d}" for i in range(2)]
     assert calls == [(1, 2), (2, 2)]
     assert all((d / "metadata.json").exists() for d in dirs)
