@@ -7,7 +7,7 @@ The public API needs no Dagster import: ``convert_episode`` (core) and ``publish
 __version__ = "0.1.0"
 
 
-def __getattr__(name):  # lazy, so `import lerobot_pipeline` stays cheap and imports no redis/av
+def __getattr__(name: str) -> object:  # lazy, so `import lerobot_pipeline` stays cheap and imports no redis/av
     if name == "publish_episode":
         from lerobot_pipeline.streaming.publisher import publish_episode
 

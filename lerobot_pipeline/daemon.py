@@ -13,22 +13,24 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_RESET_SIGINT = "import os,signal,sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+from lerobot_pipeline.shipped import workspace_file
+
+_RESET_SIGINT = ("import os,signal,sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                 "os.execv(sys.argv[1], sys.argv[1:])")
 
 
 class DaemonProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, workspace: Path = REPO_ROOT / "workspace.yaml"):
-        self.env, self.log_path, self.workspace = env, Path(log_path), workspace
+    def __init__(self, env: dict[str, str], log_path: Path, workspace: Path | None = None):
+        self.env, self.log_path, self.workspace = env, Path(log_path), workspace or workspace_file()
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "DaemonProcess":
+    def start(self) -> DaemonProcess:
         exe = str(Path(sys.executable).with_name("dagster-daemon"))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _RESET_SIGINT, exe, "run", "-w", str(self.workspace)],
-            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
         return self
@@ -65,7 +67,7 @@ class DaemonProcess:
             self.proc.wait(timeout=10)
             self.proc = None
 
-    def __enter__(self) -> "DaemonProcess":
+    def __enter__(self) -> DaemonProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from lerobot_pipeline.defs import dataset_assets, episode_assets, raw_sources
+from lerobot_pipeline.defs import dataset_assets, dataset_v30_assets, episode_assets, raw_sources
+from lerobot_pipeline.defs.backfill_sensor import backfill_sensor
 from lerobot_pipeline.defs.jobs import convert_episode_job, dataset_job, observe_raw_job
 from lerobot_pipeline.defs.resources import PACKAGE_CONFIGS, PipelineResource, RedisStreamResource
 from lerobot_pipeline.defs.sensors import dataset_refresh_sensor, orphaned_run_sensor, raw_folder_sensor
@@ -25,6 +26,7 @@ def pipeline_resource_from_env() -> PipelineResource:
         work_dir=os.environ.get("LEROBOT_PIPELINE_WORK_DIR", str(Path.cwd() / ".lerobot_pipeline")),
         config_dir=os.environ.get("LEROBOT_PIPELINE_CONFIG_DIR", str(PACKAGE_CONFIGS)),
         redis_config=os.environ.get("LEROBOT_PIPELINE_REDIS_CONFIG") or None,
+        formats=[f for f in os.environ.get("LEROBOT_PIPELINE_FORMATS", "v2.1").split(",") if f],
     )
 
 
@@ -34,10 +36,11 @@ def redis_resource_from_env() -> RedisStreamResource:
 
 def build_definitions(pipeline: PipelineResource, redis_stream: RedisStreamResource | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([raw_sources, episode_assets, dataset_assets]),
-        asset_checks=[episode_assets.episode_conformance, dataset_assets.dataset_conformance],
+        assets=dg.load_assets_from_modules([raw_sources, episode_assets, dataset_assets, dataset_v30_assets]),
+        asset_checks=[dataset_assets.dataset_conformance, dataset_v30_assets.dataset_v30_conformance],
         jobs=[convert_episode_job, dataset_job, observe_raw_job],
-        sensors=[dataset_refresh_sensor, raw_folder_sensor, episode_stream_sensor, orphaned_run_sensor],
+        sensors=[dataset_refresh_sensor, raw_folder_sensor, episode_stream_sensor, orphaned_run_sensor,
+                 backfill_sensor],
         resources={"pipeline": pipeline, "redis_stream": redis_stream or redis_resource_from_env()},
     )
 

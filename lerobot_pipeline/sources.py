@@ -44,4 +44,5 @@ class SourceRegistry:
             return Path(known[source])
         if self.pattern:
             return Path(self.pattern.format(source=source))
-        raise ConfigError(f"sources.{source}", "unknown source: register it (lerobot-pipeline register) or configure it")
+        raise ConfigError(f"sources.{source}",
+                          "unknown source: register it (lerobot-pipeline register) or configure it")

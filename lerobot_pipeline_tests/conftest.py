@@ -8,8 +8,8 @@ real JPEGs and, downstream, real PyAV encoding. Each factory takes keyword overr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ import pytest
 
 from lerobot_pipeline.config import DEFAULT_JOINT_COLUMNS, PipelineConfig, load_config
 from lerobot_pipeline.core.raw import ArmSamples, CameraFrames, EpisodeRef, RawEpisode
-from lerobot_pipeline.core.sample_data import generate_episode
+from lerobot_pipeline.sample_data import generate_episode
 
 #: Realistic ROS time (2025-11-26), so that float64 precision problems with absolute ns show up.
 T0_NS = 1_764_143_235_000_000_000
@@ -143,7 +143,8 @@ def write_raw(tmp_path) -> Callable[..., Path]:
 
 @pytest.fixture
 def make_episode(tmp_path) -> Callable[..., Path]:
-    """``make_episode("episode_0001", seconds=2.5, ...)``: a synthetic raw episode (64x48 JPEGs); returns the raw root."""
+    """``make_episode("episode_0001", seconds=2.5, ...)``: a synthetic raw episode (64x48 JPEGs);
+    returns the raw root."""
 
     def _make(episode_id: str = "episode_0001", *, root: Path | None = None, seconds: float = 2.5,
               size: tuple[int, int] = (64, 48), seed: int = 1, **kw) -> Path:

@@ -14,8 +14,3 @@ episode_x_strategy = dg.MultiPartitionsDefinition({EPISODE_DIM: episode_partitio
 def multi_key(episode_key: str, strategy: str) -> dg.MultiPartitionKey:
     """Build the multi key by dimension (its string form is ``episode|strategy``, sorted by dimension name)."""
     return dg.MultiPartitionKey({EPISODE_DIM: episode_key, STRATEGY_DIM: strategy})
-
-
-def split_key(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    keys = context.partition_key.keys_by_dimension
-    return keys[EPISODE_DIM], keys[STRATEGY_DIM]

@@ -24,7 +24,8 @@ def _observe(context, pipeline: PipelineResource, which: str) -> dg.DataVersions
             versions[key] = dg.DataVersion("missing")
             continue
         if which == "joints":
-            fp = files_fingerprint([ref.joints_dir / a.file for a in config.robot.arms] + [ref.joints_dir / "metadata.json"])
+            fp = files_fingerprint(
+                [ref.joints_dir / a.file for a in config.robot.arms] + [ref.joints_dir / "metadata.json"])
         else:
             fp = directory_fingerprint(ref.images_dir)
         versions[key] = dg.DataVersion(fp)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
+from pydantic import field_validator
 
 from lerobot_pipeline.config import PipelineConfig, load_config
 from lerobot_pipeline.core.episode_writer import episode_store_dir
 from lerobot_pipeline.core.features import action_shape
-from lerobot_pipeline.errors import ConfigError
 from lerobot_pipeline.core.raw import EpisodeRef, find_episode
+from lerobot_pipeline.errors import ConfigError
 from lerobot_pipeline.ids import parse_episode_key
+from lerobot_pipeline.shipped import configs_dir
 from lerobot_pipeline.sources import SourceRegistry
 
-PACKAGE_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PACKAGE_CONFIGS = configs_dir()  # the shipped configs; LEROBOT_PIPELINE_CONFIG_DIR points elsewhere
 OVERRIDES_TAG = "lerobot_pipeline/config_overrides"  # JSON of per-episode overrides from a queue message
 
 
@@ -30,10 +32,26 @@ class PipelineResource(dg.ConfigurableResource):
 
     work_dir: str
     config_dir: str = str(PACKAGE_CONFIGS)
-    redis_config: Optional[str] = None
-    video_threads: int = 3
+    redis_config: str | None = None
+    video_workers: int = max(1, os.cpu_count() or 1)  # processes encoding one step's videos
+    # a conversion run assembles its strategy's dataset right after its commits (else: dataset_refresh_sensor)
+    assemble_after_convert: bool = True
+    # dataset formats kept current (conversion runs, dataset_refresh_sensor); the others build on demand
+    formats: list[str] = ["v2.1"]
 
-    def config(self, strategy: str, overrides: Optional[dict] = None) -> PipelineConfig:
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"v2.1", "v3.0"})
+        if unknown or not value:
+            raise ValueError(f"formats must be a non-empty list of v2.1 / v3.0, got {value}")
+        return value
+
+    def replace(self, **changes) -> PipelineResource:
+        """A copy with some fields changed (built anew: Dagster initialises resources from their fields)."""
+        return PipelineResource(**{**self.model_dump(), **changes})
+
+    def config(self, strategy: str, overrides: dict | None = None) -> PipelineConfig:
         return load_config(Path(self.config_dir) / f"dual_arm_{strategy}.yaml",
                            {**(overrides or {}), "alignment.strategy": strategy})
 
@@ -49,11 +67,23 @@ class PipelineResource(dg.ConfigurableResource):
             raise ConfigError("config_overrides", "would change the dataset schema (robot, cameras or action shape)")
 
     @property
+    def backfill_dir(self) -> Path:
+        """Where `lerobot-pipeline backfill` leaves requests for backfill_sensor."""
+        return Path(self.work_dir) / "backfills"
+
+    @property
     def store(self) -> Path:
         return Path(self.work_dir) / "store"
 
-    def dataset_dir(self, strategy: str) -> Path:
-        return Path(self.work_dir) / "datasets" / f"{self.config(strategy).output.dataset_name}_{strategy}"
+    def dataset_dir(self, strategy: str, fmt: str = "v2.1") -> Path:
+        """``datasets/<name>_<strategy>`` (v2.1) or ``datasets/<name>_<strategy>_v30`` (v3.0)."""
+        suffix = "_v30" if fmt == "v3.0" else ""
+        return Path(self.work_dir) / "datasets" / f"{self.config(strategy).output.dataset_name}_{strategy}{suffix}"
+
+    def dataset_state_path(self, strategy: str, fmt: str = "v2.1") -> Path:
+        """Beside the dataset (not in it): the store digest it was last assembled from."""
+        d = self.dataset_dir(strategy, fmt)
+        return d.with_name(f".{d.name}.state.json")
 
     def episode_dir(self, strategy: str, episode_key: str) -> Path:
         return episode_store_dir(self.store, strategy, episode_key)
@@ -79,12 +109,16 @@ class RedisStreamResource(dg.ConfigurableResource):
     With no server configured the shared embedded redis-server is used (started if needed).
     """
 
-    config_path: Optional[str] = None
+    config_path: str | None = None
 
     def settings(self):
+        from lerobot_pipeline.defs.executors import executor_settings, refuse_embedded_redis
         from lerobot_pipeline.streaming.settings import load_redis_settings
 
-        return load_redis_settings(self.config_path)
+        settings = load_redis_settings(self.config_path)
+        if executor_settings().kind == "celery":  # rigs and workers on other hosts cannot reach it
+            refuse_embedded_redis(settings, "the episode stream")
+        return settings
 
     def open(self):
         from lerobot_pipeline.streaming.stream import EpisodeStream

@@ -2,12 +2,14 @@
 
 
 import os
+import socket
 import time
 
 import dagster as dg
 
 from lerobot_pipeline.core.raw import discover_episodes
-from lerobot_pipeline.defs.dataset_assets import dataset_digest, store_digest
+from lerobot_pipeline.defs.dataset_build import DATASET_KEYS, dataset_digest, store_digest
+from lerobot_pipeline.defs.executors import executor_settings
 from lerobot_pipeline.defs.jobs import convert_episode_job, dataset_job
 from lerobot_pipeline.defs.partitions import EPISODE_DIM, episode_partitions, multi_key
 from lerobot_pipeline.defs.resources import PipelineResource
@@ -25,11 +27,35 @@ def _in_flight(instance: dg.DagsterInstance, job: str, tags: dict[str, str]) -> 
     return bool(instance.get_run_records(dg.RunsFilter(job_name=job, statuses=IN_FLIGHT, tags=tags), limit=1))
 
 
+def _conversions_in_flight(instance: dg.DagsterInstance, strategy: str) -> bool:
+    """A conversion run of ``strategy`` is queued or running: one partition (its strategy tag) or a backfill
+    batch (the range tags ``<episode>|<strategy>``)."""
+    in_flight = dg.RunsFilter(job_name=convert_episode_job.name, statuses=IN_FLIGHT)
+    for rec in instance.get_run_records(in_flight, limit=100):
+        tags = rec.dagster_run.tags
+        if tags.get("dagster/partition/strategy") == strategy:
+            return True
+        if tags.get("dagster/asset_partition_range_start", "").endswith(f"|{strategy}"):
+            return True
+    return False
+
+
 def _last_assembly_age(instance: dg.DagsterInstance, strategy: str) -> float:
-    recs = instance.get_run_records(dg.RunsFilter(job_name=dataset_job.name, tags={"dagster/partition": strategy}), limit=1)
-    if not recs:
-        return float("inf")
-    return time.time() - recs[0].create_timestamp.timestamp()
+    """Seconds since the strategy's dataset was last assembled or asked to be: the newest dataset_job run, or
+    the newest dataset materialisation (a conversion run assembles its dataset itself as it ends, so a
+    backfill's first run to end must count, or its other runs' commits would start a dataset_job beside
+    them)."""
+    times = []
+    recs = instance.get_run_records(
+        dg.RunsFilter(job_name=dataset_job.name, tags={"dagster/partition": strategy}), limit=1)
+    if recs:
+        times.append(recs[0].create_timestamp.timestamp())
+    for key in DATASET_KEYS.values():
+        found = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[strategy]), limit=1).records
+        if found:
+            times.append(found[0].timestamp)
+    return time.time() - max(times) if times else float("inf")
 
 
 @dg.sensor(
@@ -42,22 +68,23 @@ def _last_assembly_age(instance: dg.DagsterInstance, strategy: str) -> float:
 )
 def dataset_refresh_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
     keys = context.instance.get_dynamic_partitions(EPISODE_DIM)
-    nothing = store_digest(pipeline, STRATEGIES[0], [])
     requests, waiting = [], []
     for strategy in STRATEGIES:
         want = store_digest(pipeline, strategy, keys)
-        have = dataset_digest(pipeline.dataset_dir(strategy))
-        if want == have or want == nothing:
+        stale = [fmt for fmt in pipeline.formats
+                 if want is not None and want != dataset_digest(pipeline, strategy, fmt)]
+        if not stale:
             continue
         if _in_flight(context.instance, dataset_job.name, {"dagster/partition": strategy}):
             waiting.append(f"{strategy}: assembly in flight")
             continue
-        busy = _in_flight(context.instance, convert_episode_job.name, {"dagster/partition/strategy": strategy})
+        busy = _conversions_in_flight(context.instance, strategy)
         if busy and _last_assembly_age(context.instance, strategy) < QUIET_SECONDS:
             waiting.append(f"{strategy}: conversions running, last assembly < {QUIET_SECONDS}s ago")
             continue
-        requests.append(dg.RunRequest(partition_key=strategy, run_key=f"dataset:{strategy}:{want}",
-                                      tags={"lerobot_pipeline/trigger": "refresh"}))
+        requests.append(dg.RunRequest(
+            partition_key=strategy, run_key=f"dataset:{strategy}:{want}:{','.join(stale)}",
+            asset_selection=[DATASET_KEYS[fmt] for fmt in stale], tags={"lerobot_pipeline/trigger": "refresh"}))
     if not requests:
         return dg.SkipReason("; ".join(waiting) or "every dataset holds the committed episodes")
     return dg.SensorResult(run_requests=requests)
@@ -84,7 +111,8 @@ def raw_folder_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineRes
     for p in problems:
         context.log.warning(p)
     if not new_keys:
-        return dg.SkipReason("no new complete episodes" + (f" ({len(problems)} source(s) unreadable)" if problems else ""))
+        return dg.SkipReason(
+            "no new complete episodes" + (f" ({len(problems)} source(s) unreadable)" if problems else ""))
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=multi_key(k, SCAN_STRATEGY), run_key=f"scan:{k}|{SCAN_STRATEGY}")
                       for k in new_keys],
@@ -92,29 +120,98 @@ def raw_folder_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineRes
     )
 
 
-def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid of the process that executes a run: from its RUN_START event, or, while it is still
-    starting, from the launcher's "Started process for run (pid: N)" engine event."""
+def worker_event(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """(pid, time it was reported) of the process that executes a run: from its RUN_START event, or,
+    while it is still starting, from the launcher's "Started process for run (pid: N)" engine event."""
     for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START):
         if event.dagster_event and event.dagster_event.pid:
-            return int(event.dagster_event.pid)
+            return int(event.dagster_event.pid), event.timestamp
     for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         data = event.dagster_event.engine_event_data if event.dagster_event else None
         pid = data.metadata.get("pid") if data and data.metadata else None
         if pid is not None:
-            return int(pid.value if hasattr(pid, "value") else pid)
+            return int(pid.value if hasattr(pid, "value") else pid), event.timestamp
     return None
 
 
-def worker_alive(pid: int, run_start: float | None) -> bool:
-    """True while ``pid`` is the run's worker: exists, and was not started after the run (pid reuse)."""
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    found = worker_event(instance, run_id)
+    return found[0] if found else None
+
+
+def worker_alive(pid: int, reported_at: float | None) -> bool:
+    """True while ``pid`` is the run's worker: exists, and was not started after the event that named
+    it (a reused pid). Not the run's creation time: a queued run's worker starts long after that."""
     import psutil
 
     try:
-        created = psutil.Process(pid).create_time()
+        proc = psutil.Process(pid)
+        created = proc.create_time()
+        if proc.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped by its parent
+            return False
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-    return run_start is None or created <= run_start + 5
+    return reported_at is None or created <= reported_at + 5
+
+
+def release_run_resources(instance: dg.DagsterInstance, run_id: str) -> int:
+    """Free every claim a run that has ended (or was just marked failed) still holds; returns how many
+    pool slots were freed.
+
+    - Pool slots (``video``): a step claims its slot in the instance's concurrency table and frees it
+      itself when the step ends; a worker killed mid-step never does, and the slot stays claimed for
+      ever. ``free_concurrency_slots_for_run`` (the call Dagster's monitoring daemon makes for
+      ``run_monitoring.free_slots_after_run_end_seconds``) frees its slots and its pending (blocked)
+      step claims, and hands the slots to the next waiting steps.
+    - The project's other claims need nothing here (docs/reliability.md; the kill tests check them):
+      the dataset lock is an ``fcntl`` lock the kernel drops with the process; a failed partition's run
+      key does not block its retry (run retries carry their own lineage, and the stream sensor gives a
+      re-published, all-failed partition a new key: ``run_key_for``); a dead run's version directory is
+      never committed, and every run builds a version directory of its own.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return 0
+    held = sum(1 for pool in storage.get_concurrency_keys()
+               for slot in storage.get_concurrency_info(pool).claimed_slots if slot.run_id == run_id)
+    storage.free_concurrency_slots_for_run(run_id)
+    return held
+
+
+HOST_TAG = "lerobot_pipeline/run_host"  # set on in-process runs (CLI materialize): the host whose pids count
+
+
+def run_worker_dead(instance: dg.DagsterInstance, rec) -> str | None:
+    """Why the run's own process is known dead, or None (alive, not yet spawned, or not on this host).
+
+    Only pids of this host are judged: runs launched by the daemon's run launcher (its "Started process
+    for run" event; the daemon runs this sensor) and in-process runs tagged with this host. A run of a
+    CLI on another host is never failed from here. Steps on Celery workers: ``lost_celery_steps``.
+    """
+    run = rec.dagster_run
+    host = run.tags.get(HOST_TAG)
+    if host is not None and host != socket.gethostname():
+        return None
+    found = worker_event(instance, run.run_id)  # None: never spawned (run monitoring's start timeout)
+    # a queued run's process starts long after the run was created: compare with the event that named it
+    if found is None or worker_alive(*found):
+        return None
+    pid = found[0]
+    return (f"run worker (pid {pid} on {socket.gethostname()}) is gone: the daemon or machine stopped mid-run; "
+            "marked failed so that run retries convert it again")
+
+
+def lost_celery_steps(context, runs: list[dg.DagsterRun]) -> list[str]:
+    """Steps of ``runs`` whose Celery worker died (see defs/celery_health.py), their tasks sent again."""
+    runs = [r for r in runs if r.job_name in (convert_episode_job.name, dataset_job.name)]
+    if not runs or executor_settings().kind != "celery":
+        return []
+    from lerobot_pipeline.defs.celery_health import redeliver_lost_steps
+
+    lost = redeliver_lost_steps(context.instance)
+    if lost:
+        context.log.warning(f"steps lost with their Celery worker, tasks sent again: {', '.join(lost)}")
+    return lost
 
 
 @dg.sensor(
@@ -123,7 +220,7 @@ def worker_alive(pid: int, run_start: float | None) -> bool:
         "Marks conversion and dataset runs FAILED when their worker process is gone (daemon or machine "
         "killed mid-run), so run retries convert the episode again instead of it staying 'started' for ever "
         "and holding a run-queue slot. Dagster's default run launcher cannot check worker health itself. "
-        "Assumes run workers on this machine (the default launcher)."
+        "Judges pids of this host only; steps lost with a dead Celery worker (no ping reply) are sent again."
     ),
 )
 def orphaned_run_sensor(context: dg.SensorEvaluationContext):
@@ -134,13 +231,17 @@ def orphaned_run_sensor(context: dg.SensorEvaluationContext):
         run = rec.dagster_run
         if run.job_name not in (convert_episode_job.name, dataset_job.name):
             continue
-        pid = worker_pid(context.instance, run.run_id)  # None: never spawned (run monitoring's start timeout)
-        if pid is None or worker_alive(pid, rec.start_time or rec.create_timestamp.timestamp()):
+        reason = run_worker_dead(context.instance, rec)
+        if reason is None:
             continue
-        context.instance.report_run_failed(
-            run, message=f"run worker (pid {pid}) is gone: the daemon or machine stopped mid-run; marked failed "
-                         "so that run retries convert it again")
+        context.instance.report_run_failed(run, message=reason)
+        freed = release_run_resources(context.instance, run.run_id)
+        if freed:
+            context.log.warning(f"run {run.run_id}: freed {freed} pool slot(s) its dead worker still held")
         failed.append(run.run_id)
+    lost = lost_celery_steps(context, [r.dagster_run for r in records])
+    if lost and not failed:
+        return dg.SkipReason(f"{len(lost)} step(s) lost with a dead Celery worker sent to the pool again")
     if failed:
         context.log.warning(f"marked {len(failed)} orphaned run(s) failed: {', '.join(failed)}")
         return dg.SkipReason(f"marked {len(failed)} orphaned run(s) failed for retry")

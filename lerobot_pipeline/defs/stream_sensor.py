@@ -20,6 +20,8 @@ from lerobot_pipeline.errors import PipelineError
 SOURCE_TAG = "lerobot_pipeline/source"
 EPISODE_TAG = "lerobot_pipeline/episode_key"
 STREAM_ID_TAG = "lerobot_pipeline/stream_id"
+READ_BATCH = 1000  # entries per XREAD within a tick
+LOGGED_REJECTIONS = 20  # rejected entries logged one by one per tick (all are dead-lettered)
 
 
 def _interval() -> int:
@@ -37,11 +39,26 @@ def _interval() -> int:
 INTERVAL = _interval()
 
 
+_FINISHED_BAD = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def run_key_for(instance: dg.DagsterInstance, run_key: str, stream_id: str) -> str:
+    """The message's run key, unless every conversion of that partition has ended in failure (run retries
+    included): then publishing it again is a retry, and a failed run's key must not block it (Dagster
+    skips any key it has seen), so the key gets the entry's stream id (``<key>#<id>``: re-reading the same
+    entry after a failed tick still gives the same key, so still one run)."""
+    recs = instance.get_run_records(dg.RunsFilter(job_name=convert_episode_job.name,
+                                                  tags={"dagster/partition": run_key}), limit=50)
+    if recs and all(r.dagster_run.status in _FINISHED_BAD for r in recs):
+        return f"{run_key}#{stream_id}"
+    return run_key
+
+
 def stream_tick(context: dg.SensorEvaluationContext, redis_stream: RedisStreamResource, pipeline: PipelineResource):
     """One evaluation; separate from the decorator so tests can call it with their own resources."""
-    from lerobot_pipeline.streaming.messages import EpisodeMessage, MessageError
-
     import redis
+
+    from lerobot_pipeline.streaming.messages import EpisodeMessage, MessageError
 
     settings = redis_stream.settings()
     unreachable = f"Redis unreachable ({settings.redacted_url()})"
@@ -49,43 +66,59 @@ def stream_tick(context: dg.SensorEvaluationContext, redis_stream: RedisStreamRe
         stream = redis_stream.open()
     except Exception as e:  # noqa: BLE001 - any connection problem: skip with the reason, resume next tick
         return dg.SkipReason(f"{unreachable}: {type(e).__name__}: {e}; retrying next tick")
+    sensor = settings.sensor
+    cursor, scanned, rejected = context.cursor, 0, 0
+    new_keys, requests, existing = [], [], None
     try:
-        try:
-            entries = stream.read_after(context.cursor, settings.sensor.max_messages_per_tick)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            return dg.SkipReason(f"{unreachable}: {type(e).__name__}: {e}; retrying next tick")
-        # anything else (e.g. a cursor that is not a stream id) fails the tick visibly; the cursor stays
-        if not entries:
-            return dg.SkipReason(f"no new episodes after stream id {context.cursor or '0-0'}")
-        existing = set(context.instance.get_dynamic_partitions(EPISODE_DIM))
         sources = pipeline.sources()
-        new_keys, requests, rejected = [], [], 0
-        for stream_id, fields in entries:
+        # bounded per tick: at most max_messages_per_tick run requests and max_entries_per_tick entries
+        # scanned, read in batches, so a flood of rejected entries drains in a few ticks
+        while scanned < sensor.max_entries_per_tick and len(requests) < sensor.max_messages_per_tick:
             try:
-                msg = EpisodeMessage.from_fields(fields)
-                sources.raw_root(msg.source)  # a source without a configured raw root cannot be converted
+                batch = stream.read_after(cursor, min(READ_BATCH, sensor.max_entries_per_tick - scanned))
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                return dg.SkipReason(f"{unreachable}: {type(e).__name__}: {e}; retrying next tick")
+            # anything else (e.g. a cursor that is not a stream id) fails the tick visibly; the cursor stays
+            if not batch:
+                break
+            letters = []
+            for stream_id, fields in batch:
+                if len(requests) >= sensor.max_messages_per_tick:
+                    break
+                cursor, scanned = stream_id, scanned + 1
+                try:
+                    msg = EpisodeMessage.from_fields(fields)
+                    sources.raw_root(msg.source)  # a source without a configured raw root cannot be converted
+                    if msg.config_overrides:
+                        pipeline.check_overrides(msg.strategy, msg.config_overrides)
+                except (MessageError, PipelineError) as e:
+                    reason = getattr(e, "reason", None) or str(e)
+                    letters.append((stream_id, fields, reason))
+                    if rejected + len(letters) <= LOGGED_REJECTIONS:
+                        context.log.warning(f"rejected stream entry {stream_id}: {reason}")
+                    continue
+                if existing is None:
+                    existing = set(context.instance.get_dynamic_partitions(EPISODE_DIM))
+                key = msg.partition_episode_key
+                if key not in existing and key not in new_keys:
+                    new_keys.append(key)
+                tags = {SOURCE_TAG: msg.source, EPISODE_TAG: key, STREAM_ID_TAG: stream_id,
+                        "alignment_strategy": msg.strategy, "dagster/max_retries": str(settings.retries.max_automatic)}
                 if msg.config_overrides:
-                    pipeline.check_overrides(msg.strategy, msg.config_overrides)
-            except (MessageError, PipelineError) as e:
-                reason = getattr(e, "reason", None) or str(e)
-                stream.dead_letter(stream_id, fields, reason)
-                context.log.warning(f"rejected stream entry {stream_id}: {reason}")
-                rejected += 1
-                continue
-            key = msg.partition_episode_key
-            if key not in existing and key not in new_keys:
-                new_keys.append(key)
-            tags = {SOURCE_TAG: msg.source, EPISODE_TAG: key, STREAM_ID_TAG: stream_id,
-                    "alignment_strategy": msg.strategy, "dagster/max_retries": str(settings.retries.max_automatic)}
-            if msg.config_overrides:
-                tags[OVERRIDES_TAG] = json.dumps(msg.config_overrides, sort_keys=True)
-            requests.append(dg.RunRequest(partition_key=multi_key(key, msg.strategy), run_key=msg.run_key, tags=tags))
-        last_id = entries[-1][0]
-        context.log.info(f"read {len(entries)} entries up to {last_id}: {len(requests)} run request(s), {rejected} rejected")
+                    tags[OVERRIDES_TAG] = json.dumps(msg.config_overrides, sort_keys=True)
+                requests.append(dg.RunRequest(partition_key=multi_key(key, msg.strategy),
+                                              run_key=run_key_for(context.instance, msg.run_key, stream_id),
+                                              tags=tags))
+            stream.dead_letter_many(letters)
+            rejected += len(letters)
+        if not scanned:
+            return dg.SkipReason(f"no new episodes after stream id {context.cursor or '0-0'}")
+        context.log.info(f"read {scanned} entries up to {cursor}: {len(requests)} run request(s), {rejected} rejected"
+                         + (f" (only the first {LOGGED_REJECTIONS} logged)" if rejected > LOGGED_REJECTIONS else ""))
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[episode_partitions.build_add_request(new_keys)] if new_keys else [],
-            cursor=last_id,
+            cursor=cursor,
         )
     finally:
         stream.close()

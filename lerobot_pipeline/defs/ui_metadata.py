@@ -12,7 +12,8 @@ import cv2
 import dagster as dg
 import numpy as np
 
-from lerobot_pipeline.core.episode_writer import PartData, StagedPart, decode_jpeg
+from lerobot_pipeline.core.camera_videos import decode_jpeg
+from lerobot_pipeline.core.episode_writer import PartData, StagedPart
 from lerobot_pipeline.core.raw import RawEpisode
 from lerobot_pipeline.core.report import PartReport
 
@@ -56,14 +57,16 @@ def thumbnail_strip(part: PartData, raw: RawEpisode) -> str:
         tiles = []
         for k in (0, n // 2, n - 1):
             i = int(idx[k])
-            img = decode_jpeg(frames.path(i), raw.ref.key) if frames is not None and i >= 0 else np.zeros((64, 64, 3), np.uint8)
+            img = (decode_jpeg(frames.path(i), raw.ref.key) if frames is not None and i >= 0
+                   else np.zeros((64, 64, 3), np.uint8))
             w = max(1, round(img.shape[1] * THUMB_HEIGHT / img.shape[0]))
             tiles.append(cv2.resize(img, (w, THUMB_HEIGHT), interpolation=cv2.INTER_AREA))
         rows.append(np.hstack(tiles))
     width = max(r.shape[1] for r in rows)
     strip = np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
     ok, png = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
-    return _png_markdown(f"cameras {', '.join(part.camera_frames)} (rows) at first / middle / last frame", png.tobytes())
+    return _png_markdown(f"cameras {', '.join(part.camera_frames)} (rows) at first / middle / last frame",
+                         png.tobytes())
 
 
 def error_table(report: PartReport) -> dg.TableMetadataValue:
@@ -97,6 +100,9 @@ def episode_metadata(parts: list[StagedPart]) -> dict:
         "filled_frames": sum(len(p.report.filled_frames) for p in parts),
         "dropped_at_gaps": r0.dropped_gaps,
         "dropped_short_pieces": r0.dropped_short,
+        "long_gaps": r0.long_gaps,
+        "bad_images": r0.bad_image_count,
+        "padded_frames": sum(p.report.padded_frames for p in parts),
         "utilisation": dg.MetadataValue.float(r0.utilisation_total),
         "alignment_error": error_table(r0),
         "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in (r0.notes + r0.warnings)) or "none"),

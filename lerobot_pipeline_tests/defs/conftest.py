@@ -18,10 +18,10 @@ import pytest
 
 from lerobot_pipeline.cli import orchestrate
 from lerobot_pipeline.core.dataset import read_provenance
-from lerobot_pipeline.core.sample_data import DEFAULT_START_NS, generate_episode
 from lerobot_pipeline.definitions import build_definitions
 from lerobot_pipeline.defs.partitions import multi_key
 from lerobot_pipeline.defs.resources import PipelineResource, RedisStreamResource
+from lerobot_pipeline.sample_data import DEFAULT_START_NS, generate_episode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "local"
@@ -76,6 +76,13 @@ class World:
         return self.job("convert_episode_job").execute_in_process(
             instance=self.instance, partition_key=str(multi_key(key, strategy)), raise_on_error=raise_on_error,
             run_config=orchestrate.QUIET_RUN_CONFIG)
+
+    def convert_batch(self, keys: list[str], strategy: str = "nearest") -> dg.ExecuteInProcessResult:
+        """One run over a range of partitions, as a backfill batches them (BackfillPolicy.multi_run)."""
+        first, last = (str(multi_key(k, strategy)) for k in (keys[0], keys[-1]))
+        return self.job("convert_episode_job").execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=orchestrate.QUIET_RUN_CONFIG,
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
 
     def assemble(self, strategy: str = "nearest", raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         return self.job("dataset_job").execute_in_process(
@@ -139,6 +146,7 @@ def isolated_env(tmp_path, monkeypatch):
 def pipeline_world(tmp_path, isolated_env):
     """A :class:`World` on a temporary instance (``dg.instance_for_test``) and work dir."""
     with dg.instance_for_test(temp_dir=str(isolated_env["home"])) as instance:
-        pipeline = PipelineResource(work_dir=str(isolated_env["work"]), redis_config=None)
+        # these tests drive the dataset asset themselves; in-run assembly has its own test
+        pipeline = PipelineResource(work_dir=str(isolated_env["work"]), redis_config=None, assemble_after_convert=False)
         defs = build_definitions(pipeline, RedisStreamResource(config_path=str(isolated_env["redis_yaml"])))
         yield World(tmp_path, instance, tmp_path / "raw", isolated_env["work"], pipeline, defs)

@@ -23,10 +23,10 @@ import pytest
 
 from lerobot_pipeline.cli import orchestrate
 from lerobot_pipeline.core.dataset import read_provenance
-from lerobot_pipeline.core.sample_data import generate_dataset
 from lerobot_pipeline.core.validate import validate_dataset
 from lerobot_pipeline.defs.partitions import multi_key
 from lerobot_pipeline.defs.resources import PipelineResource
+from lerobot_pipeline.sample_data import generate_dataset
 
 from .conftest import REPO_ROOT, SECONDS, SIZE, SOURCE
 
@@ -37,6 +37,7 @@ BACKFILL_TIMEOUT_S = 180
 DATASET_TIMEOUT_S = 120
 STRATEGY = "window"
 EPISODES = 4
+BATCH = 2
 EXEC_WITH_DEFAULT_SIGINT = (
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
 )
@@ -123,6 +124,7 @@ def daemon_env(tmp_path, isolated_env, monkeypatch):
     home = isolated_env["home"]
     (home / "dagster.yaml").write_text((REPO_ROOT / "configs" / "dagster.yaml").read_text())
     monkeypatch.setenv("LEROBOT_PIPELINE_REFRESH_SECONDS", "2")
+    monkeypatch.setenv("LEROBOT_PIPELINE_BACKFILL_BATCH", str(BATCH))  # 4 episodes -> 2 runs of 2
     return isolated_env
 
 
@@ -169,7 +171,7 @@ def _log_tail(path: Path, n: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
-def test_backfill_then_refresh_sensor_assembles_the_dataset(hard_timeout, start_daemon, daemon_env, tmp_path):
+def test_backfill_runs_batches_and_each_run_updates_the_dataset(hard_timeout, start_daemon, daemon_env, tmp_path):
     start, log = start_daemon
     t0 = time.monotonic()
     raw = tmp_path / "raw"
@@ -183,45 +185,36 @@ def test_backfill_then_refresh_sensor_assembles_the_dataset(hard_timeout, start_
         assert len(keys) == EPISODES and not skipped
 
         tag = uuid.uuid4().hex[:12]
-        out = orchestrate.launch_backfill(STRATEGY, keys, tag)
-        assert "backfill" in out.lower(), out
-        res = orchestrate.wait_for_backfill(instance, tag, EPISODES, timeout=BACKFILL_TIMEOUT_S)
+        n_runs = orchestrate.launch_backfill(instance, work, STRATEGY, keys, tag)
+        assert n_runs == EPISODES // BATCH
+        res = orchestrate.wait_for_backfill(instance, tag, n_runs, timeout=BACKFILL_TIMEOUT_S)
         assert proc.poll() is None, "daemon died:\n" + _log_tail(log)
         assert not res.get("timeout"), f"backfill timed out: {res}\n" + _log_tail(log)
-        assert res == {"runs": EPISODES, "succeeded": EPISODES, "failed": 0}, res
+        assert res == {"runs": n_runs, "succeeded": n_runs, "failed": 0}, res
         t_backfill = time.monotonic() - t0
 
         runs = instance.get_runs(dg.RunsFilter(tags={"lerobot_pipeline/backfill": tag}))
-        assert {r.tags["dagster/partition"] for r in runs} == {str(multi_key(k, STRATEGY)) for k in keys}
+        ranges = sorted((r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+                        for r in runs)
+        assert ranges == [(str(multi_key(keys[i], STRATEGY)), str(multi_key(keys[i + 1], STRATEGY)))
+                          for i in range(0, EPISODES, BATCH)]
         assert all(r.job_name == "convert_episode_job" and r.tags["alignment_strategy"] == STRATEGY for r in runs)
-        assert all(r.tags.get("dagster/partition/strategy") == STRATEGY for r in runs)  # what the sensor bounds on
+        assert all(r.tags.get("dagster/sensor_name") == "backfill_sensor" for r in runs)
+        # every partition materialised once, by its batch's run
+        assert instance.get_materialized_partitions(dg.AssetKey("episode_metadata")) == {
+            str(multi_key(k, STRATEGY)) for k in keys}
 
-        # dataset_refresh_sensor (default RUNNING, every 2 s here) notices the committed episodes
+        # the runs assembled the dataset themselves as they ended: no refresh tick needed
         dataset = PipelineResource(work_dir=str(work)).dataset_dir(STRATEGY)
-        deadline = time.monotonic() + DATASET_TIMEOUT_S
-        in_flight = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                     dg.DagsterRunStatus.STARTED]
-        while True:
-            held = {row["episode_key"] for row in read_provenance(dataset)}
-            busy = instance.get_runs(dg.RunsFilter(job_name="dataset_job", statuses=in_flight))
-            if held == set(keys) and not busy:
-                break
-            assert proc.poll() is None, "daemon died:\n" + _log_tail(log)
-            assert time.monotonic() < deadline, (
-                f"dataset not assembled within {DATASET_TIMEOUT_S} s (holds {sorted(held)})\n" + _log_tail(log))
-            time.sleep(1)
+        held = {row["episode_key"] for row in read_provenance(dataset)}
+        assert held == set(keys), sorted(held)
         t_dataset = time.monotonic() - t0
-
         report = validate_dataset(dataset)
         assert report.ok, report.format()
         assert sorted(row["episode_index"] for row in read_provenance(dataset)) == list(range(EPISODES))
-
-        dataset_runs = instance.get_runs(dg.RunsFilter(job_name="dataset_job"))
-        assert 1 <= len(dataset_runs) <= 3, [(r.status, r.tags.get("dagster/run_key")) for r in dataset_runs]
-        assert all(r.tags.get("dagster/partition") == STRATEGY for r in dataset_runs)
-        assert all(r.tags.get("dagster/sensor_name") == "dataset_refresh_sensor" for r in dataset_runs)
-        assert dataset_runs[0].status == dg.DagsterRunStatus.SUCCESS  # newest first
-        print(f"\nbackfill done after {t_backfill:.1f} s, dataset after {t_dataset:.1f} s, "
-              f"{len(dataset_runs)} dataset run(s)")
+        # and the refresh sensor agrees there is nothing left to do
+        time.sleep(3)
+        assert not instance.get_runs(dg.RunsFilter(job_name="dataset_job")), "dataset already current"
+        print(f"\nbackfill done after {t_backfill:.1f} s, dataset complete after {t_dataset:.1f} s")
     finally:
         instance.dispose()

@@ -18,7 +18,8 @@ from lerobot_pipeline.ids import STRATEGIES
 REPO_ROOT = Path(__file__).parents[2]
 EPISODE_ASSETS = ("aligned_frames", "episode_parquet", "episode_videos", "episode_metadata")
 RAW_ASSETS = ("raw_joints", "raw_images")
-ALL_ASSETS = RAW_ASSETS + EPISODE_ASSETS + ("lerobot_dataset",)
+DATASET_ASSETS = ("lerobot_dataset", "lerobot_dataset_v30")  # v2.1, v3.0
+ALL_ASSETS = RAW_ASSETS + EPISODE_ASSETS + DATASET_ASSETS
 PARENTS = {
     "raw_joints": set(),
     "raw_images": set(),
@@ -27,9 +28,11 @@ PARENTS = {
     "episode_videos": {"aligned_frames"},
     "episode_metadata": {"episode_parquet", "episode_videos"},
     "lerobot_dataset": {"episode_metadata"},
+    "lerobot_dataset_v30": {"episode_metadata"},
 }
 EPISODE_CHECK = dg.AssetCheckKey(dg.AssetKey("episode_metadata"), "episode_conformance")
 DATASET_CHECK = dg.AssetCheckKey(dg.AssetKey("lerobot_dataset"), "dataset_conformance")
+DATASET_V30_CHECK = dg.AssetCheckKey(dg.AssetKey("lerobot_dataset_v30"), "dataset_v30_conformance")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ def test_raw_assets_are_observable_sources(graph):
     for name in RAW_ASSETS:
         node = graph.get(_key(name))
         assert node.is_observable and not node.is_materializable, name
-    for name in EPISODE_ASSETS + ("lerobot_dataset",):
+    for name in EPISODE_ASSETS + DATASET_ASSETS:
         assert graph.get(_key(name)).is_materializable, name
 
 
@@ -76,11 +79,12 @@ def test_episode_assets_are_episode_x_strategy(graph, asset):
     assert dims[STRATEGY_DIM].get_partition_keys() == list(STRATEGIES)
 
 
-def test_dataset_is_partitioned_by_strategy(graph):
-    pdef = graph.get(_key("lerobot_dataset")).partitions_def
+@pytest.mark.parametrize("asset", DATASET_ASSETS)
+def test_dataset_is_partitioned_by_strategy(graph, asset):
+    pdef = graph.get(_key(asset)).partitions_def
     assert isinstance(pdef, dg.StaticPartitionsDefinition)
     assert pdef.get_partition_keys() == list(STRATEGIES)
-    mapping = graph.get_partition_mapping(_key("lerobot_dataset"), _key("episode_metadata"))
+    mapping = graph.get_partition_mapping(_key(asset), _key("episode_metadata"))
     assert isinstance(mapping, dg.MultiToSingleDimensionPartitionMapping)
     assert mapping.partition_dimension_name == STRATEGY_DIM
 
@@ -93,11 +97,20 @@ def test_raw_assets_are_partitioned_by_episode(graph, asset):
 
 
 def test_checks(graph):
-    assert set(graph.asset_check_keys) == {EPISODE_CHECK, DATASET_CHECK}
+    assert set(graph.asset_check_keys) == {EPISODE_CHECK, DATASET_CHECK, DATASET_V30_CHECK}
     episode_check = graph.get(EPISODE_CHECK)
     assert episode_check.blocking, "episode_conformance must block the run (and so the dataset)"
     assert isinstance(episode_check.partitions_def, dg.MultiPartitionsDefinition)
     assert graph.get(DATASET_CHECK).partitions_def.get_partition_keys() == list(STRATEGIES)
+    assert graph.get(DATASET_V30_CHECK).partitions_def.get_partition_keys() == list(STRATEGIES)
+
+
+def test_dataset_formats_are_labelled(graph):
+    """The UI tells the two datasets apart: a format tag and a description naming it."""
+    for asset, fmt in zip(DATASET_ASSETS, ("v2.1", "v3.0")):
+        node = graph.get(_key(asset))
+        assert node.tags.get("format") == fmt
+        assert f"LeRobot {fmt} dataset" in node.description
 
 
 def test_jobs(defs):
@@ -112,7 +125,9 @@ def test_jobs(defs):
 def test_sensors(defs):
     sensors = {s.name: s for s in defs.get_repository_def().sensor_defs}
     assert set(sensors) == {"dataset_refresh_sensor", "raw_folder_sensor", "episode_stream_sensor",
-                            "orphaned_run_sensor"}
+                            "orphaned_run_sensor", "backfill_sensor"}
+    assert sensors["backfill_sensor"].job_name == "convert_episode_job"
+    assert sensors["backfill_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["orphaned_run_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["dataset_refresh_sensor"].job_name == "dataset_job"
     assert sensors["dataset_refresh_sensor"].default_status == dg.DefaultSensorStatus.RUNNING

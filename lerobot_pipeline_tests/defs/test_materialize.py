@@ -16,8 +16,9 @@ from lerobot_pipeline.cli import orchestrate
 from lerobot_pipeline.core import features as F
 from lerobot_pipeline.core.episode_writer import load_staged, read_manifest
 from lerobot_pipeline.core.validate import validate_dataset
-from lerobot_pipeline.defs import episode_assets, raw_sources
+from lerobot_pipeline.definitions import build_definitions
 from lerobot_pipeline.defs.partitions import EPISODE_DIM, multi_key
+from lerobot_pipeline.defs.resources import RedisStreamResource
 
 from .conftest import tree_digest
 
@@ -55,23 +56,6 @@ def _files_by_index(w, strategy: str = STRATEGY) -> dict[int, dict[str, Path]]:
 def _ident(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_ino, st.st_mtime_ns
-
-
-def _run_episode_check(w, key: str, strategy: str = STRATEGY) -> dg.ExecuteInProcessResult:
-    """Execute only the episode_conformance check of one partition (nothing is re-materialised)."""
-    partition = multi_key(key, strategy)
-    assets = [raw_sources.raw_joints, raw_sources.raw_images, episode_assets.aligned_frames,
-              episode_assets.episode_parquet, episode_assets.episode_videos, episode_assets.episode_metadata,
-              episode_assets.episode_conformance]
-    return dg.materialize(
-        assets, instance=w.instance, resources={"pipeline": w.pipeline},
-        selection=dg.AssetSelection.checks(episode_assets.episode_conformance),
-        # a check-only selection has no asset to take the partitions definition from: name the partition
-        # through the same run tags Dagster sets for a partitioned run
-        tags={"dagster/partition": str(partition), "dagster/partition/episode": key,
-              "dagster/partition/strategy": strategy},
-        raise_on_error=False,
-    )
 
 
 def _check_history(w, partition: str) -> list[str]:
@@ -234,23 +218,17 @@ def _drop_parquet_rows(w, key: str) -> None:
 @pytest.mark.parametrize("corrupt", [_truncate_video, _drop_parquet_rows], ids=["truncated_mp4", "missing_rows"])
 def test_corrupted_episode_fails_its_check_and_the_dataset_is_kept(three, corrupt):
     w, keys = three
-    bad = keys[1]
     dataset = w.dataset_dir()
+    # the conversion checked every episode before it reported success
+    for key in keys:
+        assert _check_history(w, str(multi_key(key, STRATEGY)))[0] == "SUCCEEDED"
+    bad = w.record("episode_0003", index=3)
+    w.register()
+    assert w.convert(bad).success
     info_before = (dataset / "meta" / "info.json").read_bytes()
     provenance_before = w.provenance()
     tree_before = tree_digest(dataset)
-
-    corrupt(w, bad)
-
-    result = _run_episode_check(w, bad)
-    assert not result.success  # blocking check with ERROR severity fails its run
-    evaluations = result.get_asset_check_evaluations()
-    assert [(e.asset_check_key, e.passed) for e in evaluations] == [(EPISODE_CHECK, False)]
-    assert bad in evaluations[0].metadata["problems"].value
-    assert _check_history(w, str(multi_key(bad, STRATEGY)))[0] == "FAILED"
-    # a sound partition still passes
-    assert _run_episode_check(w, keys[0]).success
-    assert _check_history(w, str(multi_key(keys[0], STRATEGY)))[0] == "SUCCEEDED"
+    corrupt(w, bad)  # damaged in the store before it entered the dataset: the dataset's own check refuses it
 
     result = w.assemble(STRATEGY, raise_on_error=False)
     assert not result.success
@@ -262,6 +240,23 @@ def test_corrupted_episode_fails_its_check_and_the_dataset_is_kept(three, corrup
     leftovers = [p.name for p in dataset.parent.iterdir()
                  if p.name.startswith((f".{dataset.name}.build-", f".{dataset.name}.old-"))]
     assert not leftovers, f"a failed assembly left {leftovers} behind"
+
+
+@pytest.mark.parametrize("corrupt", [_truncate_video, _drop_parquet_rows], ids=["truncated_mp4", "missing_rows"])
+def test_store_damage_after_an_episode_entered_the_dataset_does_not_reach_it(three, corrupt):
+    """A dataset keeps the files it verified: an episode it already holds (same version) is linked from the
+    dataset itself, so damage to the store's copy cannot leak into a later build."""
+    w, keys = three
+    dataset = w.dataset_dir()
+    tree_before = tree_digest(dataset)
+    corrupt(w, keys[1])
+    new = w.record("episode_0003", index=3)
+    w.register()
+    assert w.convert(new).success
+    assert w.assemble(STRATEGY).success
+    tree_after = tree_digest(dataset)
+    assert all(tree_after[path] == digest for path, digest in tree_before.items() if not path.startswith("meta/"))
+    assert validate_dataset(dataset).ok
 
 
 def test_filtered_episode_succeeds_and_is_left_out_with_its_reason(pipeline_world):
@@ -323,3 +318,52 @@ def test_observing_raw_data_versions_each_episode(pipeline_world):
     assert after[keys[0]] == images[keys[0]]
     assert after[keys[1]] != images[keys[1]]
     assert versions("raw_joints") == joints
+
+
+def test_a_batch_run_reports_each_partition_and_one_bad_episode_fails_alone(pipeline_world):
+    """A backfill run converts a range of partitions in one step: each partition gets its own materialisations
+    and check result; a broken recording fails (named in the failure) and the others still commit."""
+    w = pipeline_world
+    for i in range(3):
+        w.record(f"episode_{i:04d}", index=i)
+    keys = w.register()
+    broken = keys[1]
+    joints = next((w.raw / "joints").glob("*/episode_0001"))
+    (joints / "left_master.parquet").write_bytes(b"not a parquet file")
+
+    result = w.convert_batch(keys)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = failure.step_failure_data.user_failure_data.description
+    assert "1 of 3 episode(s) did not convert" in text and broken in text and "left_master.parquet" in text
+    materialized = w.instance.get_materialized_partitions(dg.AssetKey("episode_metadata"))
+    assert materialized == {str(multi_key(k, STRATEGY)) for k in keys if k != broken}
+    for k in keys:
+        history = _check_history(w, str(multi_key(k, STRATEGY)))
+        assert (history[:1] == ["SUCCEEDED"]) == (k != broken), (k, history)
+    for k in keys:
+        assert bool(load_staged(w.pipeline.episode_dir(STRATEGY, k))) == (k != broken)
+    # one run for the whole batch
+    assert len(w.instance.get_run_records(dg.RunsFilter(job_name="convert_episode_job"))) == 1
+
+
+def test_a_conversion_run_brings_its_dataset_up_to_date(pipeline_world):
+    """With assemble_after_convert (the default), the run that commits an episode also assembles the dataset
+    and reports it as a lerobot_dataset materialisation: no sensor tick or second run in between."""
+    w = pipeline_world
+    w.pipeline = w.pipeline.replace(assemble_after_convert=True)
+    w.defs = build_definitions(w.pipeline, RedisStreamResource(config_path=None))
+    for i in range(2):
+        w.record(f"episode_{i:04d}", index=i)
+    keys = w.register()
+    assert w.convert(keys[0]).success
+    assert w.index_of() == {keys[0]: 0}
+    assert w.latest_metadata("lerobot_dataset", STRATEGY)["episodes"].value == 1
+    result = w.convert_batch(keys[1:])
+    assert result.success
+    assert w.index_of() == {keys[0]: 0, keys[1]: 1}
+    meta = w.latest_metadata("lerobot_dataset", STRATEGY)
+    assert meta["episodes"].value == 2 and meta["reused_unchanged"].value == 1
+    assert validate_dataset(w.dataset_dir()).ok
+    # the dataset job never ran: the conversion runs did it
+    assert not w.instance.get_run_records(dg.RunsFilter(job_name="dataset_job"))

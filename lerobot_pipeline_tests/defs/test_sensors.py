@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from lerobot_pipeline.defs import sensors
-from lerobot_pipeline.defs.dataset_assets import store_digest
+from lerobot_pipeline.defs.dataset_build import store_digest
 from lerobot_pipeline.defs.partitions import EPISODE_DIM, multi_key
 from lerobot_pipeline.sources import SourceRegistry
 
@@ -80,7 +80,7 @@ def test_refresh_requests_the_strategy_whose_episodes_changed(converted):
     reqs = _requests(result)
     assert set(reqs) == {"nearest"}, "only the strategy with committed episodes needs a dataset"
     digest = store_digest(w.pipeline, "nearest", keys)
-    assert reqs["nearest"].run_key == f"dataset:nearest:{digest}"
+    assert reqs["nearest"].run_key == f"dataset:nearest:{digest}:v2.1"
     assert digest in reqs["nearest"].run_key
     assert reqs["nearest"].tags.get("lerobot_pipeline/trigger") == "refresh"
 
@@ -99,14 +99,14 @@ def test_refresh_run_key_follows_the_store(converted):
     # a re-converted episode is a new committed version: a new digest, hence a new run key
     assert w.convert(keys[0], "nearest").success
     first = _requests(refresh(w))["nearest"]
-    assert first.run_key == f"dataset:nearest:{store_digest(w.pipeline, 'nearest', keys)}"
+    assert first.run_key == f"dataset:nearest:{store_digest(w.pipeline, 'nearest', keys)}:v2.1"
 
     # a second strategy gets its own request, independent of the first
     assert w.convert(keys[1], "window").success
     reqs = _requests(refresh(w))
     assert set(reqs) == {"nearest", "window"}
     assert reqs["nearest"].run_key == first.run_key
-    assert reqs["window"].run_key == f"dataset:window:{store_digest(w.pipeline, 'window', keys)}"
+    assert reqs["window"].run_key == f"dataset:window:{store_digest(w.pipeline, 'window', keys)}:v2.1"
 
 
 def test_refresh_requests_after_a_partition_is_removed(converted):
@@ -115,7 +115,7 @@ def test_refresh_requests_after_a_partition_is_removed(converted):
     w.instance.delete_dynamic_partition(EPISODE_DIM, keys[0])
     reqs = _requests(refresh(w))
     assert set(reqs) == {"nearest"}
-    assert reqs["nearest"].run_key == f"dataset:nearest:{store_digest(w.pipeline, 'nearest', [keys[1]])}"
+    assert reqs["nearest"].run_key == f"dataset:nearest:{store_digest(w.pipeline, 'nearest', [keys[1]])}:v2.1"
 
 
 @pytest.mark.parametrize("status", [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED])
@@ -239,3 +239,34 @@ def test_orphan_sensor_finds_the_worker_pid_of_a_real_run(converted):
     assert sensors.worker_pid(w.instance, run.run_id) == os.getpid()
     result = _tick(w, sensors.orphaned_run_sensor)
     assert isinstance(result, dg.SkipReason) and "none with a dead worker" in result.skip_message
+
+
+def test_refresh_counts_a_backfill_batch_as_conversions_in_flight(converted):
+    if sensors.QUIET_SECONDS < 30:
+        pytest.skip(f"LEROBOT_PIPELINE_REFRESH_QUIET_SECONDS={sensors.QUIET_SECONDS} is too short to observe the wait")
+    w, keys = converted
+    assert w.assemble("nearest").success
+    assert w.convert(keys[1], "nearest").success  # the store moved on
+    # a batch run of window conversions does not hold nearest back; one of nearest does
+    _fake_run(w, "convert_episode_job", dg.DagsterRunStatus.STARTED,
+              {"dagster/asset_partition_range_start": f"{keys[0]}|window",
+               "dagster/asset_partition_range_end": f"{keys[1]}|window"})
+    assert set(_requests(refresh(w))) == {"nearest"}
+    _fake_run(w, "convert_episode_job", dg.DagsterRunStatus.STARTED,
+              {"dagster/asset_partition_range_start": f"{keys[0]}|nearest",
+               "dagster/asset_partition_range_end": f"{keys[1]}|nearest"})
+    result = refresh(w)
+    assert isinstance(result, dg.SkipReason) and "nearest: conversions running" in result.skip_message
+
+
+def test_refresh_sees_a_commit_made_while_the_dataset_was_built(converted):
+    """The dataset records the store digest read before it scanned the store: a commit that lands during the
+    build leaves the two different, so the next tick assembles again."""
+    w, keys = converted
+    assert w.assemble("nearest").success
+    assert isinstance(refresh(w), dg.SkipReason)
+    state = w.pipeline.dataset_state_path("nearest")
+    before = state.read_text()
+    assert w.convert(keys[0], "nearest").success  # as if it committed mid-build
+    state.write_text(before)
+    assert set(_requests(refresh(w))) == {"nearest"}
