@@ -12,17 +12,25 @@ import sys
 from lerobot_pipeline.errors import PipelineError
 
 EPILOG = """\
-Quick start:
+Quick start (from any directory):
+  lerobot-pipeline init ./my_lab        # editable configs, workspace.yaml, dagster.yaml
   lerobot-pipeline sample-data /tmp/raw --episodes 3
-  lerobot-pipeline convert --config configs/dual_arm_nearest.yaml --input /tmp/raw --output /tmp/ds
+  lerobot-pipeline convert --config my_lab/configs/dual_arm_nearest.yaml --input /tmp/raw --output /tmp/ds
   lerobot-pipeline validate /tmp/ds
+
+Exit codes:
+  0    success
+  1    the work ran and found problems: failed episodes or runs, an invalid dataset, a timeout
+  2    bad usage or input: unknown option, config error (names the key), unreadable raw data
+  130  interrupted (Ctrl-C)
 
 Every command explains itself: lerobot-pipeline COMMAND --help
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lerobot_pipeline.cli import convert, orchestrate, queue
+    from lerobot_pipeline import __version__
+    from lerobot_pipeline.cli import convert, orchestrate, queue, scaffold, worker
 
     parser = argparse.ArgumentParser(
         prog="lerobot-pipeline",
@@ -31,20 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (convert, orchestrate, queue):
+    for module in (convert, orchestrate, queue, scaffold, worker):
         module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lerobot_pipeline.cli.progress import close_all
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except PipelineError as e:
+        close_all()  # before the message, so no live bar is drawn over it
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        close_all()
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        close_all()

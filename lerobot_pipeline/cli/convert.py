@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lerobot_pipeline.cli.progress import Progress
 from lerobot_pipeline.config import PipelineConfig, load_config
 from lerobot_pipeline.core import features as F
-from lerobot_pipeline.core.convert import convert_episode
+from lerobot_pipeline.core.camera_videos import pool_for
+from lerobot_pipeline.core.convert import PendingEpisode, start_episode
 from lerobot_pipeline.core.dataset import DatasetSummary, assemble_dataset
+from lerobot_pipeline.core.fsutil import remove_dead_staging, scratch_writes
 from lerobot_pipeline.core.raw import discover_episodes
-from lerobot_pipeline.errors import ConfigError, DatasetError, EpisodeRejected, RawDataError
+from lerobot_pipeline.errors import ConfigError, DatasetError, EpisodeRejected, RawDataError, WorkerCrashed
 from lerobot_pipeline.ids import validate_episode_id
 
 # named flags -> dotted config keys (anything else: --set KEY=VALUE)
@@ -25,7 +29,7 @@ FLAG_KEYS = {
     "strategy": "alignment.strategy", "chunk_size": "alignment.chunk_size", "window_ms": "alignment.window_ms",
     "tolerance_ms": "alignment.tolerance_ms", "codec": "video.codec", "crf": "video.crf", "gop": "video.gop",
     "task": "output.task", "output": "output.base_path", "input": "input.raw_root", "source": "input.source",
-    "gap_policy": "sync.gap_policy",
+    "gap_policy": "sync.gap_policy", "format": "output.format",
 }
 
 
@@ -49,16 +53,20 @@ def config_from_args(args) -> PipelineConfig:
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="YAML config (configs/dual_arm_*.yaml); built-in defaults if omitted")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML config (configs/dual_arm_*.yaml); built-in defaults if omitted")
     p.add_argument("--strategy", choices=["nearest", "chunking", "window"], help="alignment strategy")
     p.add_argument("--chunk-size", type=int, help="chunking: master samples per action chunk")
     p.add_argument("--window-ms", type=float, help="window: half width of the averaging window (ms)")
     p.add_argument("--tolerance-ms", type=float, help="nearest: max distance to the nearest joint sample (ms)")
-    p.add_argument("--gap-policy", choices=["fill", "split", "reject"], help="frames without a valid partner inside an episode")
+    p.add_argument("--gap-policy", choices=["fill", "split", "reject"],
+                   help="frames without a valid partner inside an episode")
     p.add_argument("--codec", help="video encoder: h264 (default), libsvtav1, hevc, mpeg4, ... (any PyAV encoder)")
     p.add_argument("--crf", type=int, help="video quality (lower = better, larger)")
     p.add_argument("--gop", type=int, help="keyframe interval; small = fast random access in training (default 2)")
     p.add_argument("--task", help="task text stored with every frame (default: raw task directory name)")
+    p.add_argument("--format", choices=["v2.1", "v3.0"],
+                   help="LeRobot dataset format: v2.1 (default; one file per episode) or v3.0 (LeRobot >= 0.4)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config key, e.g. --set sync.tolerance_ms=25 (repeatable)")
 
@@ -74,9 +82,13 @@ class ConvertOutcome:
 
 def convert_dataset(
     raw_root: Path, output: Path, config: PipelineConfig, *, source: str = "local", episode_id: str | None = None,
-    progress_stream=None,
+    progress_stream=None, jobs: int | None = None,
 ) -> ConvertOutcome:
-    """Convert the episodes under ``raw_root`` into one dataset at ``output`` (replaced atomically)."""
+    """Convert the episodes under ``raw_root`` into one dataset at ``output`` (replaced atomically).
+
+    ``jobs`` worker processes encode videos (default: one per core); episodes are
+    pipelined, so the workers stay busy across episode boundaries.
+    """
     t0 = time.monotonic()
     output = Path(output).resolve()
     if output.exists() and any(output.iterdir()) and not (output / F.PROVENANCE_PATH).is_file():
@@ -90,28 +102,65 @@ def convert_dataset(
             raise RawDataError(episode_id, f"no complete episode with this id under {raw_root}")
     outcome = ConvertOutcome(filtered=list(skipped))
     output.parent.mkdir(parents=True, exist_ok=True)
-    store = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
+    remove_dead_staging(output)  # left by a convert that was killed
+    store = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-{os.getpid()}-", dir=output.parent))
+    workers = jobs or os.cpu_count() or 1
+    if workers < 1:
+        raise ConfigError("--jobs", f"expected at least 1 worker, got {workers}")
+    pool = pool_for(workers)
     try:
-        parts = []
+        parts: list = []
         bar = Progress(len(refs), "convert", progress_stream)
+        pending: deque[PendingEpisode] = deque()
+
+        def finish_oldest() -> None:
+            ep = pending.popleft()
+            try:
+                with scratch_writes():
+                    staged = ep.finish()
+            except (RawDataError, WorkerCrashed) as e:
+                outcome.failed.append((ep.ref.key, str(e)))
+                bar.step(f"{ep.ref.key}: FAILED")
+                return
+            parts.extend(staged)
+            outcome.converted.append(ep.ref.key)
+            bar.step(f"{ep.ref.key}: {sum(p.length for p in staged)} frames")
+
+        # read + align + parquet run here while earlier episodes' videos encode on the pool; keeping one
+        # episode more in flight than there are workers keeps every worker busy between episodes.
+        # The staging store is deleted afterwards: its writes stay atomic but skip fsync (what the
+        # dataset keeps of it is synced when it is placed there).
         for ref in refs:
             try:
-                staged = convert_episode(ref, config, store)
-                parts.extend(staged)
-                outcome.converted.append(ref.key)
-                bar.step(f"{ref.key}: {sum(p.length for p in staged)} frames")
+                with scratch_writes():
+                    pending.append(start_episode(ref, config, store, pool))
             except EpisodeRejected as e:
                 outcome.filtered.append((ref.key, e.reason))
                 bar.step(f"{ref.key}: filtered ({e.reason})")
             except RawDataError as e:
                 outcome.failed.append((ref.key, str(e)))
                 bar.step(f"{ref.key}: FAILED")
+            while len(pending) > workers:
+                finish_oldest()
+        while pending:
+            finish_oldest()
         if parts:
-            outcome.summary = assemble_dataset(parts, output, config)
+            outcome.summary = assemble_for_format(config)(parts, output, config, sync_sources=True)
     finally:
+        for ep in pending:
+            ep.videos.cancel()
         shutil.rmtree(store, ignore_errors=True)
     outcome.seconds = time.monotonic() - t0
     return outcome
+
+
+def assemble_for_format(config: PipelineConfig):
+    """The dataset assembler of ``output.format`` (same signature and summary for both)."""
+    if config.output.format == "v3.0":
+        from lerobot_pipeline.core.v30.writer import assemble_dataset_v30
+
+        return assemble_dataset_v30
+    return assemble_dataset  # both accept sync_sources: fsync what they link from a staging store
 
 
 def print_outcome(o: ConvertOutcome, out=None) -> None:
@@ -136,10 +185,10 @@ def cmd_convert(args) -> int:
     if not raw_root:
         raise ConfigError("input.raw_root", "no raw data given: pass --input RAW_ROOT")
     outcome = convert_dataset(Path(raw_root), Path(config.output.base_path), config,
-                              source=config.input.source, episode_id=args.episode_id)
+                              source=config.input.source, episode_id=args.episode_id, jobs=args.jobs)
     print_outcome(outcome)
     if outcome.summary:
-        print("validate:   passed the v2.1 conformance check before it was swapped in")
+        print(f"validate:   passed the {config.output.format} conformance check before it was swapped in")
     if outcome.failed:
         return 1
     if not outcome.summary:
@@ -157,7 +206,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_sample_data(args) -> int:
-    from lerobot_pipeline.core.sample_data import generate_dataset
+    from lerobot_pipeline.sample_data import generate_dataset
 
     try:
         w, h = (int(x) for x in args.size.lower().split("x"))
@@ -175,8 +224,9 @@ def cmd_sample_data(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "convert", help="convert raw recordings into one LeRobot v2.1 dataset (no Dagster needed)",
-        description="Convert all (or one) raw episodes under RAW_ROOT into one LeRobot v2.1 dataset at --output. "
+        "convert", help="convert raw recordings into one LeRobot dataset, v2.1 or --format v3.0 (no Dagster needed)",
+        description="Convert all (or one) raw episodes under RAW_ROOT into one LeRobot v2.1 (or v3.0) dataset "
+        "at --output. "
         "The output directory is built aside and swapped in whole; episodes a policy refuses are listed as "
         "'filtered' with the reason, unreadable ones as FAILED (exit code 1).",
         epilog="example: lerobot-pipeline convert --config configs/dual_arm_window.yaml --input /data/raw "
@@ -187,10 +237,13 @@ def register(sub) -> None:
     p.add_argument("--output", metavar="DIR", help="dataset directory to (re)create")
     p.add_argument("--source", help="source (rig) name recorded in provenance (default 'local')")
     p.add_argument("--episode-id", metavar="ID", help="convert only this episode")
+    p.add_argument("--jobs", "-j", type=int, metavar="N",
+                   help="worker processes encoding videos (default: one per core); "
+                   "episodes are pipelined so every worker stays busy")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser(
-        "validate", help="check a dataset against LeRobot v2.1 (including what the loader leaves unchecked)",
+        "validate", help="check a LeRobot v2.1 or v3.0 dataset (including what the loader leaves unchecked)",
         description="Check meta/ totals, episode lengths vs parquet rows vs video frame counts, timestamps = "
         "frame_index/fps, contiguous indices, stats shapes, and video headers. Exit code 1 if anything is wrong.",
     )

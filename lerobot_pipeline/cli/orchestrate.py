@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 from lerobot_pipeline.cli.progress import Progress
+from lerobot_pipeline.core.fsutil import write_json_atomic
 from lerobot_pipeline.errors import DatasetError
 from lerobot_pipeline.ids import STRATEGIES, validate_source
+from lerobot_pipeline.shipped import dagster_template, workspace_file
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DAGSTER_TEMPLATE = REPO_ROOT / "configs" / "dagster.yaml"
 DEFAULT_WORK_DIR = ".lerobot_pipeline"
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -29,8 +26,8 @@ def prepare_environment(work_dir: str | None, dagster_home: str | None = None) -
     work = Path(work_dir or os.environ.get("LEROBOT_PIPELINE_WORK_DIR") or DEFAULT_WORK_DIR).resolve()
     home = Path(dagster_home or os.environ.get("DAGSTER_HOME") or (work / "dagster_home")).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and DAGSTER_TEMPLATE.is_file():
-        shutil.copy(DAGSTER_TEMPLATE, home / "dagster.yaml")
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(dagster_template(), home / "dagster.yaml")
     os.environ["LEROBOT_PIPELINE_WORK_DIR"] = str(work)
     os.environ["DAGSTER_HOME"] = str(home)
     # create the SQLite storage now, in one process: a daemon or webserver creating it at the same
@@ -84,20 +81,32 @@ def materialize_in_process(instance, work: Path, strategy: str, keys: list[str],
     from lerobot_pipeline.definitions import build_definitions
     from lerobot_pipeline.defs.partitions import multi_key
 
-    defs = build_definitions(_pipeline(work))
+    # one dataset assembly at the end, not one per converted episode
+    defs = build_definitions(_pipeline(work).replace(assemble_after_convert=False))
     convert = defs.resolve_job_def("convert_episode_job")
     failed = {}
     for key in keys:
         result = convert.execute_in_process(instance=instance, partition_key=str(multi_key(key, strategy)),
-                                            raise_on_error=False, run_config=QUIET_RUN_CONFIG)
+                                            raise_on_error=False, run_config=QUIET_RUN_CONFIG,
+                                            tags=_host_tags())
         if not result.success:
             failed[key] = _failure_message(result)
         if progress:
             progress(key, result.success)
     dataset = defs.resolve_job_def("dataset_job").execute_in_process(
-        instance=instance, partition_key=strategy, raise_on_error=False, run_config=QUIET_RUN_CONFIG)
+        instance=instance, partition_key=strategy, raise_on_error=False, run_config=QUIET_RUN_CONFIG,
+        tags=_host_tags())
     return {"failed": failed, "dataset_ok": dataset.success,
             "dataset_error": None if dataset.success else _failure_message(dataset)}
+
+
+def _host_tags() -> dict[str, str]:
+    """In-process runs live in this CLI's process: the orphan sensor judges their pid only on this host."""
+    import socket
+
+    from lerobot_pipeline.defs.sensors import HOST_TAG
+
+    return {HOST_TAG: socket.gethostname()}
 
 
 def _failure_message(result) -> str:
@@ -109,44 +118,59 @@ def _failure_message(result) -> str:
     return "run failed"
 
 
-def launch_backfill(strategy: str, keys: list[str], tag: str) -> str:
-    """Launch a Dagster job backfill of convert_episode_job (executed by the daemon); returns CLI output."""
-    from lerobot_pipeline.defs.partitions import multi_key
+def launch_backfill(instance, work: Path, strategy: str, keys: list[str], tag: str, direct: bool = True) -> int:
+    """Request a backfill: one run per batch of partitions. Writes the request for backfill_sensor (run by
+    the daemon), then, if ``direct``, queues the runs itself at once (defs/backfill_submit.py; the sensor
+    fills in any it could not). Returns the number of runs it will launch."""
+    from lerobot_pipeline.defs.backfill_sensor import batch_run_request, plan_batches
+    from lerobot_pipeline.defs.episode_assets import backfill_batch
+    from lerobot_pipeline.defs.partitions import EPISODE_DIM
 
     if not keys:
         raise DatasetError("no registered episodes to backfill: run `lerobot-pipeline register` first")
-    partitions = ",".join(str(multi_key(k, strategy)) for k in keys)
-    cmd = [
-        str(Path(sys.executable).with_name("dagster")), "job", "backfill", "-w", str(REPO_ROOT / "workspace.yaml"),
-        "-l", "lerobot_pipeline", "-j", "convert_episode_job", "--partitions", partitions,
-        "--tags", json.dumps({"lerobot_pipeline/backfill": tag, "alignment_strategy": strategy}), "--noprompt",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=os.environ.copy())
-    if proc.returncode != 0:
-        raise DatasetError(f"dagster job backfill failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
-    return proc.stdout
+    batches = plan_batches(instance.get_dynamic_partitions(EPISODE_DIM), keys, backfill_batch())
+    if direct:
+        from lerobot_pipeline.defs.backfill_submit import can_submit, submit_backfill_runs
+
+        direct = can_submit(instance)
+    path = _pipeline(work).backfill_dir / f"{tag}.json"
+    request = {"strategy": strategy, "batches": batches, "episodes": len(keys), "created": time.time(),
+               "direct": direct}
+    write_json_atomic(path, request)
+    if direct:
+        try:
+            submit_backfill_runs(instance, [batch_run_request(tag, n, strategy, first, last)
+                                            for n, (first, last, _) in enumerate(batches)], request["created"])
+        except Exception as e:  # noqa: BLE001 - whatever broke, the daemon's sensor can still do it
+            write_json_atomic(path, request | {"direct": False})
+            print(f"warning: could not queue the runs directly ({type(e).__name__}: {e}); "
+                  "backfill_sensor will launch them")
+    return len(batches)
 
 
-def wait_for_backfill(instance, tag: str, expected: int, timeout: float, progress=None) -> dict:
+def wait_for_backfill(instance, tag: str, expected_runs: int, timeout: float, progress=None) -> dict:
+    """Poll the backfill's runs until each batch's newest attempt has ended (a run retry is a new run with the
+    same tags). ``progress(finished, expected)``."""
     import dagster as dg
+
+    from lerobot_pipeline.defs.backfill_sensor import BACKFILL_TAG
 
     done_states = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
     deadline = time.monotonic() + timeout
     while True:
-        runs = instance.get_runs(dg.RunsFilter(tags={"lerobot_pipeline/backfill": tag}))
-        finished = [r for r in runs if r.status in done_states]
-        # a run-retry makes a new run with the same tags; only the newest attempt per partition counts
+        runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: tag}))
         latest = {}
-        for r in sorted(runs, key=lambda r: r.tags.get("dagster/retry_number", "0")):
-            latest[r.tags.get("dagster/partition")] = r
+        for r in sorted(runs, key=lambda r: int(r.tags.get("dagster/retry_number", "0"))):
+            latest[r.tags.get("dagster/run_key") or r.tags.get("dagster/partition") or r.run_id] = r
+        finished = [r for r in latest.values() if r.status in done_states]
         if progress:
-            progress(len(finished), len(runs))
-        if len(latest) >= expected and all(r.status in done_states for r in latest.values()):
+            progress(len(finished), expected_runs)
+        if len(latest) >= expected_runs and len(finished) == len(latest):
             ok = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in latest.values())
             return {"runs": len(runs), "succeeded": ok, "failed": len(latest) - ok}
         if time.monotonic() > deadline:
             return {"runs": len(runs), "succeeded": None, "failed": None, "timeout": True}
-        time.sleep(2)
+        time.sleep(0.25)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -189,12 +213,14 @@ def cmd_backfill(args) -> int:
     keys = registered_keys(instance, args.source)
     tag = uuid.uuid4().hex[:12]
     t0 = time.monotonic()
-    print(launch_backfill(args.strategy, keys, tag).strip())
-    print(f"backfill of {len(keys)} episode(s) × {args.strategy} launched (tag lerobot_pipeline/backfill={tag}); "
-          "the daemon executes it (dagster dev), see the UI's Runs / Backfills pages")
+    n_runs = launch_backfill(instance, work, args.strategy, keys, tag)
+    print(f"backfill {tag}: {len(keys)} episode(s) × {args.strategy} in {n_runs} run(s); the "
+          "daemon of `dagster dev` runs them (queued now; backfill_sensor fills in any not queued) and each run "
+          "updates the dataset when it ends. "
+          f"Runs tagged lerobot_pipeline/backfill={tag} in the UI")
     if not args.wait:
         return 0
-    bar = Progress(len(keys), "backfill")
+    bar = Progress(n_runs, "backfill")
     last = [0]
 
     def show(done, total):
@@ -202,15 +228,15 @@ def cmd_backfill(args) -> int:
             last[0] += 1
             bar.step(f"{done}/{total} runs finished")
 
-    res = wait_for_backfill(instance, tag, len(keys), args.timeout, show)
+    res = wait_for_backfill(instance, tag, n_runs, args.timeout, show)
     print(f"runs launched: {res['runs']}, succeeded: {res['succeeded']}, failed: {res['failed']}, "
           f"wall time {time.monotonic() - t0:.1f} s" + (" (TIMED OUT)" if res.get("timeout") else ""))
     return 0 if res.get("failed") == 0 else 1
 
 
 def cmd_demo(args) -> int:
-    from lerobot_pipeline.core.sample_data import generate_dataset
     from lerobot_pipeline.core.validate import validate_dataset
+    from lerobot_pipeline.sample_data import generate_dataset
 
     base = Path(args.dir).resolve()
     work, home = prepare_environment(str(base / "work"), str(base / "dagster_home"))
@@ -234,7 +260,7 @@ def cmd_demo(args) -> int:
         rc = rc or (0 if report.ok else 1)
     print(
         "\nOpen the Dagster UI on this instance:\n"
-        f"  DAGSTER_HOME={home} LEROBOT_PIPELINE_WORK_DIR={work} .venv/bin/dagster dev -w workspace.yaml\n"
+        f"  DAGSTER_HOME={home} LEROBOT_PIPELINE_WORK_DIR={work} dagster dev -w {workspace_file()}\n"
         "  then http://127.0.0.1:3000 → Assets (lineage, partitions, quality metadata), Runs, Backfills"
     )
     return rc

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from lerobot_pipeline.cli.convert import parse_set
+from lerobot_pipeline.cli.progress import Progress
 from lerobot_pipeline.errors import DatasetError
 from lerobot_pipeline.ids import STRATEGIES
 
@@ -43,23 +44,31 @@ def cmd_monitor(args) -> int:
     prepare_environment(args.work_dir)
     settings, stream = _stream(args.config)
     instance = dg.DagsterInstance.get()
+    def refresh() -> list:
+        views = monitor.collect(stream, instance, args.stall_seconds)
+        if args.retry_failed:
+            for key in monitor.retry_failed(stream, instance, views):
+                print(f"relaunched {key}")
+            views = monitor.collect(stream, instance, args.stall_seconds)
+        if args.clear_failed:
+            print(f"acknowledged {monitor.clear_failed(stream, views)} failed conversion(s)")
+            views = monitor.collect(stream, instance, args.stall_seconds)
+        return views
+
+    def view(views: list) -> str:
+        return monitor.format_views(views, stream.dead_letters(100), verbose=args.verbose,
+                                    dead_letter_total=stream.dead_letter_count())
+
     try:
-        while True:
-            views = monitor.collect(stream, instance)
-            if args.retry_failed:
-                for key in monitor.retry_failed(stream, instance, views):
-                    print(f"relaunched {key}")
-                views = monitor.collect(stream, instance)
-            if args.clear_failed:
-                print(f"acknowledged {monitor.clear_failed(stream, views)} failed conversion(s)")
-                views = monitor.collect(stream, instance)
-            text = monitor.format_views(views, stream.dead_letters(100), verbose=args.verbose)
-            if args.watch:
-                print("\033[2J\033[H" + time.strftime("%H:%M:%S ") + settings.redacted_url() + "\n" + text, flush=True)
-                time.sleep(args.interval)
-                continue
-            print(text)
-            return 1 if any(v.counts["failed"] for v in views) else 0
+        if args.watch:
+            from lerobot_pipeline.cli.watch import watch
+
+            watch(lambda: view(refresh()), lambda: f"{time.strftime('%H:%M:%S')}  {settings.redacted_url()}",
+                  args.interval, args.iterations)
+            return 0
+        views = refresh()
+        print(view(views))
+        return 1 if any(v.counts["failed"] or v.counts["stalled"] for v in views) else 0
     finally:
         stream.close()
 
@@ -79,15 +88,15 @@ def write_demo_redis_config(path: Path, sources: dict[str, Path], embedded_dir: 
 def run_stream_demo(base: Path, episodes: int, seconds: float, strategy: str, timeout: float, keep: bool,
                     out=print) -> dict:
     """Sample data from two rigs → publish → daemon + sensor convert → dataset. Returns latencies."""
+    import dagster as dg
+
     from lerobot_pipeline import monitor
     from lerobot_pipeline.cli.orchestrate import _pipeline, prepare_environment
     from lerobot_pipeline.core.dataset import read_provenance
-    from lerobot_pipeline.core.sample_data import generate_dataset
     from lerobot_pipeline.daemon import DaemonProcess
+    from lerobot_pipeline.sample_data import generate_dataset
     from lerobot_pipeline.streaming.publisher import publish_episode
     from lerobot_pipeline.streaming.settings import load_redis_settings
-
-    import dagster as dg
 
     base = base.resolve()
     work, home = prepare_environment(str(base / "work"), str(base / "dagster_home"))
@@ -117,22 +126,24 @@ def run_stream_demo(base: Path, episodes: int, seconds: float, strategy: str, ti
         dataset = _pipeline(work).dataset_dir(strategy)
         _, stream = _stream(str(redis_yaml))
         deadline = time.monotonic() + timeout
-        last = ""
+        bar = Progress(len(published), "in the dataset")
+        views = []
         while time.monotonic() < deadline:
             now = time.time()
             for row in read_provenance(dataset):
-                arrived.setdefault(row["episode_key"], now)
+                if row["episode_key"] not in arrived:
+                    arrived[row["episode_key"]] = now
+                    bar.step(f"{row['episode_key']} after {now - published.get(row['episode_key'], now):.1f} s")
             views = monitor.collect(stream, instance)
-            text = monitor.format_views(views, stream.dead_letters(10))
-            if text != last:
-                out(text)
-                last = text
             failed = sum(v.counts["failed"] for v in views)
-            if len(arrived) + failed >= len(published) and all(v.counts["pending"] + v.counts["running"] == 0 for v in views):
+            if len(arrived) + failed >= len(published) and all(
+                    v.counts["pending"] + v.counts["running"] + v.counts["stalled"] == 0 for v in views):
                 break
             if not daemon.alive():
                 raise DatasetError(f"dagster-daemon exited; see {base / 'daemon.log'}")
             time.sleep(0.5)
+        bar.close()
+        out(monitor.format_views(views, stream.dead_letters(10)))
         stream.close()
     finally:
         if keep:
@@ -156,7 +167,8 @@ def cmd_stream_demo(args) -> int:
     print(f"\n{res['arrived']}/{res['published']} published episodes are in the dataset {res['dataset']}")
     if lat:
         print(f"publish → in dataset: median {lat[len(lat) // 2]:.1f} s, max {lat[-1]:.1f} s")
-    print(f"monitor: LEROBOT_PIPELINE_REDIS_CONFIG={res['redis_yaml']} lerobot-pipeline monitor -v --work-dir {res['work']}")
+    print(f"monitor: DAGSTER_HOME={res['home']} LEROBOT_PIPELINE_REDIS_CONFIG={res['redis_yaml']} "
+          f"lerobot-pipeline monitor -v --watch --work-dir {res['work']}")
     return 0 if res["arrived"] == res["published"] else 1
 
 
@@ -168,18 +180,28 @@ def register(sub) -> None:
     p.add_argument("--source", help="rig name (default: $ROBOT_ID)")
     p.add_argument("--strategy", choices=STRATEGIES, help="default: the queue config's default_strategy")
     p.add_argument("--config", help="redis.yaml (default $LEROBOT_PIPELINE_REDIS_CONFIG, else built-in defaults)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="per-episode config override, e.g. sync.tolerance_ms=25")
-    p.add_argument("--no-check-raw", action="store_true", help="publish without checking the raw files (not recommended)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="per-episode config override, e.g. sync.tolerance_ms=25")
+    p.add_argument("--no-check-raw", action="store_true",
+                   help="publish without checking the raw files (not recommended)")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("monitor", help="per source: published, pending, running, completed, failed, last update",
                        description="Joins the Redis stream's records with the Dagster instance's run records, so "
-                       "states are the runs' real states. Exit code 1 if any conversion failed (and is not cleared).")
+                       "states are the runs' real states; a running conversion waiting on a pool slot or without "
+                       "a new event "
+                       "for --stall-seconds is shown as stalled. Exit code 1 if any conversion failed (and is not "
+                       "cleared) or is stalled.")
     p.add_argument("-v", "--verbose", action="store_true", help="list failures with their errors and rejected messages")
     p.add_argument("--retry-failed", action="store_true", help="relaunch failed conversions through the run queue")
     p.add_argument("--clear-failed", action="store_true", help="acknowledge failed conversions (hide them)")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --watch (default 2)")
+    p.add_argument("--iterations", type=int, metavar="N",
+                   help="with --watch: stop after N refreshes (default: until Ctrl-C)")
+    p.add_argument("--stall-seconds", type=float, default=None, metavar="S",
+                   help="flag a running conversion blocked or without progress for S seconds "
+                        "(default $LEROBOT_PIPELINE_STALL_SECONDS, else 300)")
     p.add_argument("--config", help="redis.yaml (default $LEROBOT_PIPELINE_REDIS_CONFIG)")
     p.add_argument("--work-dir", help="as for register (DAGSTER_HOME defaults inside it)")
     p.set_defaults(func=cmd_monitor)

@@ -30,8 +30,8 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import psutil
@@ -172,7 +172,7 @@ class EmbeddedRedis:
         if self._remove_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -26,8 +26,9 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from lerobot_pipeline.config import PipelineConfig, _build, merge_overrides
 from lerobot_pipeline.errors import ConfigError, InvalidIdError, PipelineError
@@ -110,7 +111,7 @@ class EpisodeMessage:
         strategy: str,
         config_overrides: Mapping[str, Any] | None = None,
         timestamp: float | None = None,
-    ) -> "EpisodeMessage":
+    ) -> EpisodeMessage:
         """A message stamped with the current time unless ``timestamp`` is given."""
         overrides = dict(config_overrides) if config_overrides is not None else {}
         return cls(episode_id, source, strategy, overrides, time.time() if timestamp is None else timestamp)
@@ -147,7 +148,7 @@ class EpisodeMessage:
         return {DATA_FIELD: data}
 
     @classmethod
-    def from_fields(cls, fields: Mapping) -> "EpisodeMessage":
+    def from_fields(cls, fields: Mapping) -> EpisodeMessage:
         """Parse a stream entry's fields (``str`` or ``bytes``); :class:`MessageError` if unacceptable."""
         if not isinstance(fields, Mapping):
             raise MessageError(f"fields must be a mapping, got {type(fields).__name__}")
@@ -188,6 +189,10 @@ def _text(value: object, what: str) -> str:
             raise MessageError(f"{what} is not UTF-8") from None
     if not isinstance(value, str):
         raise MessageError(f"{what} must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")  # lone surrogates: bytes that were not UTF-8 (the client's surrogateescape)
+    except UnicodeEncodeError:
+        raise MessageError(f"{what} is not UTF-8") from None
     return value
 
 

@@ -19,28 +19,30 @@ the directory of the YAML file. The password never appears in ``repr``/``str`` o
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, Mapping, Optional
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import pydantic
 import yaml
+from pydantic import Field, StrictInt, StrictStr
 
-from lerobot_pipeline.config import _build
+from lerobot_pipeline.config import Strategy
 from lerobot_pipeline.errors import ConfigError, InvalidIdError
-from lerobot_pipeline.ids import validate_source, validate_strategy
+from lerobot_pipeline.ids import validate_source
+from lerobot_pipeline.strict_model import StrictModel, validate
 
 CONFIG_PATH_ENV = "LEROBOT_PIPELINE_REDIS_CONFIG"
 URL_ENV = "REDIS_URL"
 PASSWORD_ENV = "REDIS_PASSWORD"
 DEFAULT_HOST = "127.0.0.1"
 URL_SCHEMES = ("redis", "rediss", "unix")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}$")
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}$"
 _MASK = "***"
+_BASE_DIR = "base_dir"  # validation context: the YAML file's directory (relative paths start there)
 
 
 def redact_url(url: str | None) -> str | None:
@@ -68,71 +70,121 @@ def url_with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{hostport}"))
 
 
-@dataclass(frozen=True, repr=False)
-class ConnectionSettings:
+def _absolute(path: str, info: pydantic.ValidationInfo) -> str:
+    if not path:
+        raise ValueError("must not be empty")
+    base = info.context.get(_BASE_DIR) if isinstance(info.context, Mapping) else None
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (Path(base) if base is not None else Path.cwd()) / p
+    return os.path.normpath(str(p))
+
+
+def check_url(url: str) -> str:
+    if urlsplit(url).scheme not in URL_SCHEMES:
+        raise ValueError(f"URL scheme must be one of {', '.join(URL_SCHEMES)}, got {redact_url(url)!r}")
+    return url
+
+
+def _not_blank(host: str) -> str:
+    if not host.strip():
+        raise ValueError("must not be empty (use null for 'not configured')")
+    return host
+
+
+def _raw_root_pattern(pattern: str) -> str:
+    try:
+        ok = "{source}" in pattern and pattern.format(source="x") is not None
+    except (KeyError, IndexError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{pattern!r} must contain '{{source}}' and no other '{{...}}' field")
+    return pattern
+
+
+AbsolutePath = Annotated[StrictStr, pydantic.AfterValidator(_absolute)]
+Name = Annotated[StrictStr, Field(pattern=NAME_PATTERN)]
+Port = Annotated[StrictInt, Field(ge=0, le=65535)]
+
+
+class ConnectionSettings(StrictModel):
     """``redis:`` section. ``host: null`` and ``url: null`` mean "no server configured"."""
 
-    url: Optional[str] = None
-    host: Optional[str] = None
-    port: int = 6379
-    db: int = 0
-    password: Optional[str] = None
-    key_prefix: str = "lerobot_pipeline"
+    url: Annotated[StrictStr, pydantic.AfterValidator(check_url)] | None = None
+    host: Annotated[StrictStr, pydantic.AfterValidator(_not_blank)] | None = None
+    port: Annotated[Port, Field(gt=0)] = 6379
+    db: StrictInt = Field(0, ge=0)
+    password: StrictStr | None = Field(None, description="or $REDIS_PASSWORD; never shown")
+    key_prefix: Name = "lerobot_pipeline"
 
-    def __repr__(self) -> str:
-        return (
-            f"ConnectionSettings(url={redact_url(self.url)!r}, host={self.host!r}, port={self.port}, "
-            f"db={self.db}, password={_MASK if self.password else None!r}, key_prefix={self.key_prefix!r})"
-        )
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            if name == "url":
+                value = redact_url(value)
+            elif name == "password":
+                value = _MASK if value else None
+            yield name, value
 
 
-@dataclass(frozen=True)
-class StreamSettings:
+class StreamSettings(StrictModel):
     """``stream:`` section. The stream key is ``<key_prefix>:<name>``; ``maxlen`` trims approximately."""
 
-    name: str = "episodes"
-    maxlen: int = 100_000
+    name: Name = "episodes"
+    maxlen: StrictInt = Field(100_000, gt=0)
+    dead_letter_maxlen: StrictInt = Field(10_000, gt=0, description="rejected entries kept (approximate trim); "
+                                          "a counter keeps the total")
 
 
-@dataclass(frozen=True)
-class SourceSettings:
+class SourceSettings(StrictModel):
     """One ``sources.<name>:`` entry: where that rig's raw recordings are (absolute after loading)."""
 
-    raw_root: str
+    raw_root: AbsolutePath
 
 
-@dataclass(frozen=True)
-class SensorSettings:
-    interval_seconds: int = 5
-    max_messages_per_tick: int = 100
+class SensorSettings(StrictModel):
+    interval_seconds: StrictInt = Field(5, gt=0)
+    max_messages_per_tick: StrictInt = Field(100, gt=0, le=10_000, description="run requests per tick")
+    max_entries_per_tick: StrictInt = Field(20_000, gt=0, le=1_000_000, description=(
+        "entries scanned per tick, valid or rejected: a flood of garbage drains in a few ticks"))
 
 
-@dataclass(frozen=True)
-class RetrySettings:
-    max_automatic: int = 2
+class RetrySettings(StrictModel):
+    max_automatic: StrictInt = Field(2, ge=0)
 
 
-@dataclass(frozen=True)
-class EmbeddedSettings:
+class EmbeddedSettings(StrictModel):
     """``embedded:`` section. ``dir: null``: a per-user directory under the system temp dir."""
 
     enabled: Literal["auto", True, False] = "auto"
-    port: int = 0
-    dir: Optional[str] = None
+    port: Port = 0
+    dir: AbsolutePath | None = None
 
 
-@dataclass(frozen=True)
-class RedisSettings:
+class RedisSettings(StrictModel):
     """Everything the publisher, the stream reader and the Dagster sensor need to agree on."""
 
-    redis: ConnectionSettings = field(default_factory=ConnectionSettings)
-    stream: StreamSettings = field(default_factory=StreamSettings)
-    sources: dict[str, SourceSettings] = field(default_factory=dict)
-    raw_root_pattern: Optional[str] = None
-    default_strategy: str = "chunking"
-    sensor: SensorSettings = field(default_factory=SensorSettings)
-    retries: RetrySettings = field(default_factory=RetrySettings)
-    embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
+    model_config = pydantic.ConfigDict(title="lerobot_pipeline Redis streaming settings")
+
+    redis: ConnectionSettings = Field(default_factory=ConnectionSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    raw_root_pattern: (
+        Annotated[StrictStr, pydantic.AfterValidator(_raw_root_pattern), pydantic.AfterValidator(_absolute)] | None
+    ) = None
+    default_strategy: Strategy = "chunking"
+    sensor: SensorSettings = Field(default_factory=SensorSettings)
+    retries: RetrySettings = Field(default_factory=RetrySettings)
+    embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+
+    @pydantic.field_validator("sources", mode="before")
+    @classmethod
+    def _source_names(cls, value: Any) -> Any:
+        for name in value if isinstance(value, dict) else ():
+            try:
+                validate_source(name)
+            except InvalidIdError as e:
+                raise ConfigError(f"sources.{name}", str(e)) from e
+        return value
 
     @property
     def key_prefix(self) -> str:
@@ -190,54 +242,12 @@ class RedisSettings:
         )
 
 
-# ----------------------------------------------------------------------------- loading / validation
-
-_SECTIONS = {
-    "redis": ConnectionSettings,
-    "stream": StreamSettings,
-    "sensor": SensorSettings,
-    "retries": RetrySettings,
-    "embedded": EmbeddedSettings,
-}
-_TOP_KEYS = (*_SECTIONS, "sources", "raw_root_pattern", "default_strategy")
+# ----------------------------------------------------------------------------- loading
 
 
-def _absolute(path: str, base_dir: Path | None, key: str) -> str:
-    if not path:
-        raise ConfigError(key, "must not be empty")
-    p = Path(path).expanduser()
-    if not p.is_absolute():
-        p = (base_dir or Path.cwd()) / p
-    return os.path.normpath(str(p))
-
-
-def _check_url(key: str, url: str) -> None:
-    scheme = urlsplit(url).scheme
-    if scheme not in URL_SCHEMES:
-        raise ConfigError(key, f"URL scheme must be one of {', '.join(URL_SCHEMES)}, got {redact_url(url)!r}")
-
-
-def _build_sources(data, base_dir: Path | None) -> dict[str, SourceSettings]:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("sources", f"expected a mapping of source name to {{raw_root: ...}}, got {type(data).__name__}")
-    out = {}
-    for name, entry in data.items():
-        try:
-            validate_source(name)
-        except InvalidIdError as e:
-            raise ConfigError(f"sources.{name}", str(e)) from e
-        src = _build(SourceSettings, entry, f"sources.{name}")
-        out[name] = SourceSettings(_absolute(src.raw_root, base_dir, f"sources.{name}.raw_root"))
-    return out
-
-
-def _positive(key: str, value: int, *, allow_zero: bool = False, maximum: int | None = None) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(key, f"must be <= {maximum}, got {value}")
+def settings_schema() -> dict:
+    """JSON schema of ``configs/redis.yaml``."""
+    return RedisSettings.model_json_schema()
 
 
 def settings_from_dict(
@@ -245,75 +255,19 @@ def settings_from_dict(
 ) -> RedisSettings:
     """Validate ``data`` (the parsed YAML), apply ``REDIS_URL``/``REDIS_PASSWORD`` from ``env``."""
     env = os.environ if env is None else env
-    base = Path(base_dir) if base_dir is not None else None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ConfigError("<root>", f"expected a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_TOP_KEYS))
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown key (known keys here: {', '.join(sorted(_TOP_KEYS))})")
-    password = data.get("redis", {}).get("password") if isinstance(data.get("redis"), dict) else None
-    if password is not None and not isinstance(password, str):
-        raise ConfigError("redis.password", "expected a string (quote it in YAML)")  # value not echoed
-    sections = {name: _build(cls, data.get(name), name) for name, cls in _SECTIONS.items()}
-
-    conn: ConnectionSettings = sections["redis"]
+    context = {_BASE_DIR: Path(base_dir) if base_dir is not None else None}
+    settings: RedisSettings = validate(RedisSettings, data, context=context)
+    update = {}
     if env.get(URL_ENV):
-        conn = dataclasses.replace(conn, url=env[URL_ENV])
-    if env.get(PASSWORD_ENV):
-        conn = dataclasses.replace(conn, password=env[PASSWORD_ENV])
-    if conn.url is not None:
-        _check_url(URL_ENV if env.get(URL_ENV) else "redis.url", conn.url)
-    if conn.host is not None and not conn.host.strip():
-        raise ConfigError("redis.host", "must not be empty (use null for 'not configured')")
-    _positive("redis.port", conn.port, maximum=65535)
-    _positive("redis.db", conn.db, allow_zero=True)
-    if not _NAME_RE.match(conn.key_prefix):
-        raise ConfigError("redis.key_prefix", f"{conn.key_prefix!r} must match {_NAME_RE.pattern}")
-
-    stream: StreamSettings = sections["stream"]
-    if not _NAME_RE.match(stream.name):
-        raise ConfigError("stream.name", f"{stream.name!r} must match {_NAME_RE.pattern}")
-    _positive("stream.maxlen", stream.maxlen)
-    _positive("sensor.interval_seconds", sections["sensor"].interval_seconds)
-    _positive("sensor.max_messages_per_tick", sections["sensor"].max_messages_per_tick, maximum=10_000)
-    _positive("retries.max_automatic", sections["retries"].max_automatic, allow_zero=True)
-
-    emb: EmbeddedSettings = sections["embedded"]
-    if not (emb.enabled == "auto" or isinstance(emb.enabled, bool)):
-        raise ConfigError("embedded.enabled", f"expected auto, true or false, got {emb.enabled!r}")
-    _positive("embedded.port", emb.port, allow_zero=True, maximum=65535)
-    if emb.dir is not None:
-        emb = dataclasses.replace(emb, dir=_absolute(emb.dir, base, "embedded.dir"))
-
-    pattern = data.get("raw_root_pattern")
-    if pattern is not None:
-        if not isinstance(pattern, str):
-            raise ConfigError("raw_root_pattern", f"expected a string, got {pattern!r}")
         try:
-            ok = "{source}" in pattern and pattern.format(source="x") is not None
-        except (KeyError, IndexError, ValueError):
-            ok = False
-        if not ok:
-            raise ConfigError("raw_root_pattern", f"{pattern!r} must contain '{{source}}' and no other '{{...}}' field")
-        pattern = _absolute(pattern, base, "raw_root_pattern")
-
-    strategy = data.get("default_strategy", RedisSettings.default_strategy)
-    try:
-        validate_strategy(strategy)
-    except InvalidIdError as e:
-        raise ConfigError("default_strategy", str(e)) from e
-
-    return RedisSettings(
-        redis=conn,
-        stream=stream,
-        sources=_build_sources(data.get("sources"), base),
-        raw_root_pattern=pattern,
-        default_strategy=strategy,
-        sensor=sections["sensor"],
-        retries=sections["retries"],
-        embedded=emb,
-    )
+            update["url"] = check_url(env[URL_ENV])
+        except ValueError as e:
+            raise ConfigError(URL_ENV, str(e)) from None
+    if env.get(PASSWORD_ENV):
+        update["password"] = env[PASSWORD_ENV]
+    if update:
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update=update)})
+    return settings
 
 
 def load_redis_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> RedisSettings:

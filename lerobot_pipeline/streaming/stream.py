@@ -6,7 +6,8 @@ Keys (all under ``<key_prefix>``, see ``settings.py``):
   id they processed (the Dagster sensor's cursor) and ``XREAD`` after it. ``XADD`` trims
   approximately to ``stream.maxlen``.
 - ``<prefix>:dead_letter``: a stream of rejected entries, one field ``data`` holding JSON
-  ``{stream_id, fields, reason, time}``, trimmed approximately to :data:`DEAD_LETTER_MAXLEN`.
+  ``{stream_id, fields, reason, time}``, trimmed approximately to ``stream.dead_letter_maxlen``;
+  ``<prefix>:dead_letter_count``: how many were ever rejected (the trim drops records, not the count).
 - ``<prefix>:status:<source>``: hash, field ``<episode_id>|<strategy>`` → JSON ``{state, run_id,
   error, updated_at, attempts}``; ``<prefix>:sources``: set of sources that have a status hash;
   ``<prefix>:published``: hash, source → number of ``publish`` calls.
@@ -20,8 +21,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import redis
 
@@ -32,7 +34,6 @@ from lerobot_pipeline.streaming.messages import MAX_MESSAGE_BYTES, EpisodeMessag
 from lerobot_pipeline.streaming.settings import RedisSettings, redact_url
 
 STATES = ("published", "queued", "running", "completed", "failed")
-DEAD_LETTER_MAXLEN = 10_000
 START_CURSOR = "0-0"
 _CURSOR_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 _MAX_ERROR_CHARS = 4000
@@ -64,13 +65,19 @@ class DeadLetter:
 
 
 def redis_client(url: str) -> redis.Redis:
-    """A client for ``url`` decoding responses as ``str``, with bounded connect and read timeouts."""
+    """A client for ``url`` decoding responses as ``str``, with bounded connect and read timeouts.
+
+    Bytes that are not UTF-8 decode with ``surrogateescape`` instead of raising: one such entry
+    written by a broken client must be rejected by the parser, not fail every read of the stream."""
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
+        url, decode_responses=True, encoding_errors="surrogateescape", socket_connect_timeout=5, socket_timeout=30,
+        health_check_interval=30,
     )
 
 
 def _clip(value: object, limit: int) -> str:
+    if isinstance(value, str):  # undecodable bytes (surrogate escapes) shown as U+FFFD in the record
+        value = value.encode("utf-8", "surrogateescape")
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more characters]"
 
@@ -86,11 +93,12 @@ class EpisodeStream:
         self.embedded = embedded
         self.stream_key = settings.stream_key
         self.dead_letter_key = settings.key("dead_letter")
+        self.dead_letter_count_key = settings.key("dead_letter_count")
         self.sources_key = settings.key("sources")
         self.published_key = settings.key("published")
 
     @classmethod
-    def from_settings(cls, settings: RedisSettings) -> "EpisodeStream":
+    def from_settings(cls, settings: RedisSettings) -> EpisodeStream:
         """Connect to the configured server, or to the shared embedded one (started if needed)."""
         url, handle = ensure_redis(settings)
         stream = cls(redis_client(url), settings, embedded=handle)
@@ -100,7 +108,7 @@ class EpisodeStream:
     def close(self) -> None:
         self.client.close()
 
-    def __enter__(self) -> "EpisodeStream":
+    def __enter__(self) -> EpisodeStream:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -109,6 +117,9 @@ class EpisodeStream:
     def ping(self, where: str | None = None) -> None:
         try:
             self.client.ping()
+        except redis.AuthenticationError as e:
+            raise StreamError(f"Redis at {where or self.settings.redacted_url()} refused the connection's password "
+                              f"(set REDIS_PASSWORD or redis.password): {e}") from e
         except redis.RedisError as e:
             raise StreamError(f"cannot reach Redis at {where or self.settings.redacted_url()}: {e}") from e
 
@@ -155,15 +166,31 @@ class EpisodeStream:
 
     def dead_letter(self, stream_id: str, fields: Mapping, reason: str) -> str:
         """Record a rejected entry with the reason; returns its id in the dead-letter stream."""
-        items = list(fields.items())[:32] if isinstance(fields, Mapping) else [("<not a mapping>", fields)]
-        record = {
-            "stream_id": str(stream_id),
-            "fields": {_clip(k, 256): _clip(v, MAX_MESSAGE_BYTES) for k, v in items},
-            "reason": _clip(reason, _MAX_ERROR_CHARS),
-            "time": time.time(),
-        }
-        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-        return self.client.xadd(self.dead_letter_key, {"data": data}, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+        return self.dead_letter_many([(stream_id, fields, reason)])[0]
+
+    def dead_letter_many(self, rejected: list[tuple[str, Mapping, str]]) -> list[str]:
+        """Record rejected entries ``(stream_id, fields, reason)`` in one round trip; the record is
+        capped at ``stream.dead_letter_maxlen`` (approximately) and the counter counts every one."""
+        if not rejected:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for stream_id, fields, reason in rejected:
+            items = list(fields.items())[:32] if isinstance(fields, Mapping) else [("<not a mapping>", fields)]
+            record = {
+                "stream_id": str(stream_id),
+                "fields": {_clip(k, 256): _clip(v, MAX_MESSAGE_BYTES) for k, v in items},
+                "reason": _clip(reason, _MAX_ERROR_CHARS),
+                "time": time.time(),
+            }
+            data = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+            pipe.xadd(self.dead_letter_key, {"data": data}, maxlen=self.settings.stream.dead_letter_maxlen,
+                      approximate=True)
+        pipe.incrby(self.dead_letter_count_key, len(rejected))
+        return pipe.execute()[:-1]
+
+    def dead_letter_count(self) -> int:
+        """How many entries were ever rejected (more than the capped record may still hold)."""
+        return int(self.client.get(self.dead_letter_count_key) or 0)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The newest ``limit`` dead letters, newest first."""

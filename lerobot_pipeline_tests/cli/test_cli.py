@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from lerobot_pipeline.cli import build_parser, main
-from lerobot_pipeline.core.sample_data import generate_dataset
+from lerobot_pipeline.sample_data import generate_dataset
 
 COMMANDS = ["convert", "validate", "sample-data", "register", "materialize", "backfill", "demo",
-            "publish", "monitor", "stream-demo"]
+            "publish", "monitor", "stream-demo", "init", "config-schema", "worker"]
 
 
 def test_every_command_has_help(capsys):
@@ -51,6 +51,19 @@ def test_convert_then_validate(raw, tmp_path, capsys):
     assert json.loads((out / "meta/tasks.jsonl").read_text().splitlines()[0])["task"] == "fold the towel"
     assert main(["validate", str(out)]) == 0
     assert "VALID: 2 episodes" in capsys.readouterr().out
+
+
+def test_convert_format_v30_then_validate(raw, tmp_path, capsys):
+    out = tmp_path / "ds30"
+    rc = main(["convert", "--input", str(raw), "--output", str(out), "--format", "v3.0"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "passed the v3.0 conformance check" in text
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 2
+    assert (out / "data/chunk-000/file-000.parquet").is_file() and not (out / "meta/episodes.jsonl").exists()
+    assert main(["validate", str(out)]) == 0
+    assert "LeRobot v3.0 validation" in capsys.readouterr().out
 
 
 def test_convert_one_episode_and_set_override(raw, tmp_path, capsys):

@@ -74,7 +74,7 @@ def write_raw_episode(raw_root: Path, episode_id: str, task: str = "pick_cube", 
     for name in (*ARM_FILES, "metadata.json"):
         if name not in skip:
             (joints / name).write_bytes(b"{}" if name.endswith(".json") else b"PAR1")
-    (images / "metadata.json").write_text('{"episode_id": "%s"}' % episode_id)
+    (images / "metadata.json").write_text(f'{{"episode_id": "{episode_id}"}}')
 
 
 def cleanup_prefix(url: str, prefix: str) -> None:

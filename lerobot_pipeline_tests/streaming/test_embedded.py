@@ -35,7 +35,8 @@ def test_start_and_stop_a_real_server():
         client = redis_client(server.url)
         assert client.ping()
         client.close()
-        listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
         assert listening and {addr.ip for addr in listening} == {"127.0.0.1"}
         with pytest.raises(redis.AuthenticationError):  # a password is required ...
             redis.Redis(host="127.0.0.1", port=server.port, retry=Retry(NoBackoff(), 0)).ping()

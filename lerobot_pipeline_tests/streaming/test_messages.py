@@ -31,7 +31,8 @@ def test_round_trip_keeps_every_field():
 def test_bytes_fields_as_sent_by_a_client_without_decoding():
     raw = _fields()
     back = EpisodeMessage.from_fields({b"data": raw["data"].encode()})
-    assert (back.episode_id, back.source, back.strategy, back.timestamp) == ("episode_0007", "robot_1", "window", 1764143235.5)
+    assert (back.episode_id, back.source, back.strategy, back.timestamp) == (
+        "episode_0007", "robot_1", "window", 1764143235.5)
 
 
 def test_keys_are_unique_per_source_episode_and_strategy():
@@ -70,7 +71,8 @@ REJECTED = {
     "output override": (_fields(config_overrides={"output.base_path": "/etc"}), "not allowed"),
     "input override": (_fields(config_overrides={"input.raw_root": "/"}), "not allowed"),
     "strategy override": (_fields(config_overrides={"alignment.strategy": "nearest"}), "not allowed"),
-    "encoder options override": (_fields(config_overrides={"video.extra_options.passlogfile": "/tmp/x"}), "not allowed"),
+    "encoder options override": (
+        _fields(config_overrides={"video.extra_options.passlogfile": "/tmp/x"}), "not allowed"),
     "unknown section": (_fields(config_overrides={"dagster.x": 1}), "not allowed"),
     "bare section": (_fields(config_overrides={"alignment": {"window_ms": 5}}), "not allowed"),
     "nested value": (_fields(config_overrides={"alignment.window_ms": {"a": 1}}), "scalar"),

@@ -224,7 +224,8 @@ def test_a_rejected_message_is_dead_lettered_and_does_not_block_the_stream(rig, 
     assert isinstance(result, dg.SensorResult)
     assert result.cursor == bad_last
     assert [r.tags[STREAM_ID_TAG] for r in result.run_requests] == [before, after]
-    assert [r.run_key for r in result.run_requests] == ["robot_1.episode_0000|chunking", "robot_2.episode_0001|chunking"]
+    assert [r.run_key for r in result.run_requests] == ["robot_1.episode_0000|chunking",
+                                                        "robot_2.episode_0001|chunking"]
     assert _added_keys(result) == ["robot_1.episode_0000", "robot_2.episode_0001"]
     letters = rig.stream.dead_letters()
     assert sorted(d.stream_id for d in letters) == sorted([bad, bad_last])

@@ -99,7 +99,8 @@ def test_status_per_source_and_strategy(stream):
     assert list(one) == ["episode_0001|nearest", "episode_0001|window"]
     assert {s.state for s in one.values()} == {"published"}
     two = stream.get_status("robot_2")["episode_0001|nearest"]
-    assert (two.source, two.episode_id, two.strategy, two.state, two.error) == ("robot_2", "episode_0001", "nearest", "failed", "x")
+    assert (two.source, two.episode_id, two.strategy, two.state, two.error) == (
+        "robot_2", "episode_0001", "nearest", "failed", "x")
     assert stream.published_count("robot_1") == 2 and stream.published_count("robot_3") == 0
     assert stream.get_status("robot_3") == {}
 

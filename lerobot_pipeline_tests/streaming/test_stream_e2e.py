@@ -31,7 +31,6 @@ from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
 from lerobot_pipeline import monitor
 from lerobot_pipeline.core.dataset import read_provenance
-from lerobot_pipeline.core.sample_data import generate_dataset
 from lerobot_pipeline.daemon import DaemonProcess
 from lerobot_pipeline.defs.jobs import convert_episode_job
 from lerobot_pipeline.defs.resources import (
@@ -40,6 +39,7 @@ from lerobot_pipeline.defs.resources import (
     RedisStreamResource,
 )
 from lerobot_pipeline.defs.stream_sensor import stream_tick
+from lerobot_pipeline.sample_data import generate_dataset
 from lerobot_pipeline.streaming.embedded import start_embedded
 from lerobot_pipeline.streaming.publisher import publish_episode
 from lerobot_pipeline.streaming.settings import load_redis_settings
@@ -85,13 +85,17 @@ def _free_port() -> int:
 class StreamWorld:
     """Raw data of some rigs, a redis.yaml, a work dir, a Dagster instance and a daemon (not started)."""
 
+    episodes, seconds, size = EPISODES, 1.5, (64, 48)  # the sample recordings of every source
+    wait_cap = WAIT_S  # upper bound of any single wait
+
     def __init__(self, base: Path, redis_url: str, sources: list[str], mp: pytest.MonkeyPatch, *, seed: int,
                  prefix: str):
         self.base, self.redis_url, self.prefix = base, redis_url, prefix
         self.home, self.work, self.raw = base / "dagster_home", base / "work", base / "raw"
         self.home.mkdir(parents=True)
         shutil.copy(PACKAGE_CONFIGS / "dagster.yaml", self.home / "dagster.yaml")
-        generate_dataset(self.raw, episodes=len(EPISODES), seconds=1.5, size=(64, 48), sources=sources, seed=seed)
+        generate_dataset(self.raw, episodes=len(self.episodes), seconds=self.seconds, size=self.size, sources=sources,
+                         seed=seed)
         self.redis_yaml = base / "redis.yaml"
         self.redis_yaml.write_text(yaml.safe_dump({
             "redis": {"url": redis_url, "key_prefix": prefix},
@@ -179,14 +183,15 @@ class StreamWorld:
             run = rec.dagster_run
             lines.append(f"  run {run.run_id[:8]} {run.job_name} {run.status.value} key={run.tags.get(RUN_KEY_TAG)}")
         for tick in self.ticks(5):
-            lines.append(f"  tick {tick.status.value} {tick.skip_reason or ''} {tick.error.message[:300] if tick.error else ''}")
+            error = tick.error.message[:300] if tick.error else ''
+            lines.append(f"  tick {tick.status.value} {tick.skip_reason or ''} {error}")
         log = self.base / "daemon.log"
         if log.is_file():
             lines.append("daemon log tail:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
         return "\n".join(lines)
 
     def wait_for(self, what: str, predicate, timeout: float = WAIT_S, need_daemon: bool = True):
-        deadline = time.monotonic() + min(timeout, WAIT_S)
+        deadline = time.monotonic() + min(timeout, self.wait_cap)
         while True:
             value = predicate()
             if value:
