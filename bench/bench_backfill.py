@@ -1,65 +1,195 @@
-"""Backfill benchmark: N sample episodes × one strategy through a real dagster-daemon. Prints figures.
+"""Orchestration cost: a Dagster backfill through a real daemon vs `convert` of the same recordings, side by side.
 
-    .venv/bin/python bench/bench_backfill.py --episodes 20 --strategy chunking
+    .venv/bin/python bench/bench_backfill.py                                   # 6 sample episodes, chunking
+    .venv/bin/python bench/bench_backfill.py --raw ../shared/fixtures/airbot_real --strategy nearest
+    .venv/bin/python bench/bench_backfill.py --episodes 20 --seconds 5         # issue 9's sizing run
+    .venv/bin/python bench/bench_backfill.py --smoke
+    .venv/bin/python bench/bench_backfill.py --setups warm:direct --rounds 1   # the shipped setup, one backfill
 
-Reports wall time from launch to the dataset holding every episode, runs launched, and how many
-dataset assemblies the refresh sensor triggered (bounded, not one per episode).
+Each setup (run launcher: Dagster's DefaultRunLauncher or the shipped WarmRunLauncher; runs queued by
+backfill_sensor or directly by the CLI, the shipped way) gets its own instance and daemon, which runs --rounds
+backfills of the recordings --pause s apart. Round 1 is the
+daemon's first run (cold for both launchers); later rounds show the steady state. A breakdown per run is
+printed from the event log (request written -> run created -> RUN_STARTING -> worker up -> step -> episodes
+-> assembly -> dataset holds every episode).
+
+Backfill time runs from `lerobot-pipeline backfill` (the request) until the dataset holds every episode; the
+daemon is started (and its code location loaded) before the clock starts, as in a lab where `dagster dev`
+runs. Target (issue 7): backfill <= 1.25x convert.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
+import re
+import shutil
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import Report, cli, count_frames, sample_data, timed
+
+
+def instance_yaml(launcher: str) -> str:
+    """The shipped instance template, with Dagster's DefaultRunLauncher instead of WarmRunLauncher if asked."""
+    from lerobot_pipeline.shipped import dagster_template
+
+    text = dagster_template().read_text()
+    if launcher == "default":
+        text = re.sub(r"^run_launcher:.*\n(^  .*\n)*", "", text, flags=re.M)
+    return text
+
+
+def backfill_rounds(raw: Path, strategy: str, base: Path, timeout: float, launcher: str, submit: str, rounds: int,
+                    pause: float) -> list[dict]:
+    """``rounds`` backfills of the same recordings through one daemon, ``pause`` s apart (a lab's daemon idles
+    between backfills). Round 1 is the daemon's first run; later rounds convert the episodes again."""
+    import dagster as dg
+
+    from lerobot_pipeline.cli.orchestrate import (
+        _pipeline,
+        launch_backfill,
+        prepare_environment,
+        register_episodes,
+        wait_for_backfill,
+    )
+    from lerobot_pipeline.core.dataset import read_provenance
+    from lerobot_pipeline.daemon import DaemonProcess
+
+    (base / "home").mkdir(parents=True, exist_ok=True)
+    (base / "home" / "dagster.yaml").write_text(instance_yaml(launcher))
+    work, home = prepare_environment(str(base / "work"), str(base / "home"))
+    instance = dg.DagsterInstance.get()
+    keys, _ = register_episodes(instance, work, raw, "bench")
+    dataset = _pipeline(work).dataset_dir(strategy)
+    out = []
+    with DaemonProcess(os.environ.copy(), base / "daemon.log") as daemon:
+        ready = time.monotonic() + 120
+        while time.monotonic() < ready and not instance.get_daemon_heartbeats():
+            time.sleep(0.5)
+        time.sleep(3)  # code location loaded, sensors evaluated once
+        for n in range(rounds):
+            if n:
+                time.sleep(pause)
+            tag = uuid.uuid4().hex[:12]
+            t0, wall0 = time.monotonic(), time.time()
+            n_runs = launch_backfill(instance, work, strategy, keys, tag, direct=submit == "direct")
+            res = wait_for_backfill(instance, tag, n_runs, timeout)
+            def held() -> int:
+                return len({r["episode_key"] for r in read_provenance(dataset)})
+
+            while time.monotonic() - t0 < timeout and held() < len(keys):
+                time.sleep(0.2)
+            wall = time.monotonic() - t0
+            held = len({r["episode_key"] for r in read_provenance(dataset)})
+            print(f"\n  -- {launcher} launcher, {submit} submission, round {n + 1}")
+            print_breakdown(instance, tag, wall0, wall)
+            out.append({"wall_s": round(wall, 2), "runs": n_runs, "succeeded": res.get("succeeded"), "held": held,
+                        "episodes": len(keys)})
+        del daemon
+    return out
+
+
+def run_milestones(instance, run_id: str) -> list[tuple[str, float]]:
+    """(milestone, wall-clock time) of one run, from its record and its event log, in order."""
+    import dagster as dg
+
+    rec = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]))[0]
+    marks = [("run created", rec.create_timestamp.timestamp())]
+    names = {dg.DagsterEventType.RUN_ENQUEUED: "queued", dg.DagsterEventType.RUN_DEQUEUED: "dequeued",
+             dg.DagsterEventType.RUN_STARTING: "RUN_STARTING (launcher called)",
+             dg.DagsterEventType.RUN_START: "RUN_START (worker running the job)",
+             dg.DagsterEventType.STEP_START: "step start", dg.DagsterEventType.STEP_SUCCESS: "step end",
+             dg.DagsterEventType.STEP_FAILURE: "step failed", dg.DagsterEventType.RUN_SUCCESS: "run success",
+             dg.DagsterEventType.RUN_FAILURE: "run failure"}
+    first_episode = None
+    for e in instance.all_logs(run_id):
+        ev = e.dagster_event
+        if ev is None:
+            continue
+        if ev.event_type in names:
+            marks.append((names[ev.event_type], e.timestamp))
+        elif ev.event_type == dg.DagsterEventType.ENGINE_EVENT and (e.message or e.user_message or "").startswith(
+                "Started process for run"):
+            marks.append(("worker process up", e.timestamp))
+        elif ev.event_type == dg.DagsterEventType.ENGINE_EVENT and "Run handed to" in (e.message or ""):
+            marks.append(("run handed to worker (" + e.message.split("; ", 1)[-1].rstrip(").") + ")", e.timestamp))
+        elif ev.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            key = ev.asset_key.to_user_string() if ev.asset_key else ""
+            if key == "episode_metadata":
+                if first_episode is None:
+                    first_episode = e.timestamp
+                    marks.append(("first episode committed", e.timestamp))
+                else:
+                    marks = [m for m in marks if m[0] != "last episode committed"]
+                    marks.append(("last episode committed", e.timestamp))
+            elif key.startswith("lerobot_dataset"):
+                marks.append((f"{key} assembled", e.timestamp))
+    return sorted(marks, key=lambda m: m[1])
+
+
+def print_breakdown(instance, tag: str, wall0: float, wall: float) -> None:
+    """Where a backfill's time went: each run's milestones, seconds after the request and since the previous."""
+    import dagster as dg
+
+    from lerobot_pipeline.defs.backfill_sensor import BACKFILL_TAG
+
+    runs = sorted(instance.get_run_records(dg.RunsFilter(tags={BACKFILL_TAG: tag})), key=lambda r: r.create_timestamp)
+    for rec in runs:
+        print(f"  run {rec.dagster_run.run_id[:8]} ({rec.dagster_run.status.value}):")
+        prev = wall0
+        for name, t in [("request written", wall0), *run_milestones(instance, rec.dagster_run.run_id)]:
+            print(f"    {t - wall0:7.2f} s  (+{t - prev:5.2f})  {name}")
+            prev = t
+    print(f"    {wall:7.2f} s  (+{wall0 + wall - prev:5.2f})  dataset holds every episode (bench saw it)")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--raw", type=Path, help="raw root (default: generated sample data)")
+    p.add_argument("--episodes", type=int, default=6)
+    p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--strategy", default="chunking")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--setups", default="default:sensor,warm:direct", help="LAUNCHER:SUBMIT pairs to compare, "
+                   "comma-separated. LAUNCHER: default (Dagster's DefaultRunLauncher) or warm (WarmRunLauncher, the "
+                   "shipped template's); SUBMIT: sensor (backfill_sensor launches the runs) or direct (the CLI "
+                   "queues them, the shipped behaviour). Default: before/after, default:sensor,warm:direct")
+    p.add_argument("--rounds", type=int, default=2, help="backfills per daemon, one after the other (default 2)")
+    p.add_argument("--pause", type=float, default=10, help="idle seconds between rounds (default 10)")
     args = p.parse_args()
-
-    import dagster as dg
-
-    from lerobot_pipeline.cli.orchestrate import (
-        _pipeline, launch_backfill, prepare_environment, register_episodes, wait_for_backfill,
-    )
-    from lerobot_pipeline.core.dataset import read_provenance
-    from lerobot_pipeline.core.sample_data import generate_dataset
-    from lerobot_pipeline.daemon import DaemonProcess
-
-    base = Path(tempfile.mkdtemp(prefix="bench_backfill_"))
-    work, home = prepare_environment(str(base / "work"), str(base / "home"))
-    os.environ.setdefault("LEROBOT_PIPELINE_REFRESH_SECONDS", "5")
-    generate_dataset(base / "raw", episodes=args.episodes, seconds=args.seconds, seed=11)
-    instance = dg.DagsterInstance.get()
-    keys, _ = register_episodes(instance, work, base / "raw", "bench")
-    dataset = _pipeline(work).dataset_dir(args.strategy)
-    with DaemonProcess(os.environ.copy(), base / "daemon.log"):
-        tag = uuid.uuid4().hex[:12]
-        t0 = time.monotonic()
-        launch_backfill(args.strategy, keys, tag)
-        res = wait_for_backfill(instance, tag, len(keys), args.timeout)
-        t_runs = time.monotonic() - t0
-        while time.monotonic() - t0 < args.timeout and len({r["episode_key"] for r in read_provenance(dataset)}) < len(keys):
-            time.sleep(1)
-        t_dataset = time.monotonic() - t0
-    assemblies = instance.get_run_records(dg.RunsFilter(job_name="dataset_job"))
-    in_ds = len({r["episode_key"] for r in read_provenance(dataset)})
-    print(f"episodes: {len(keys)} × {args.strategy} ({args.seconds:g} s each, 3 cameras 224x224)")
-    print(f"conversion runs launched: {res['runs']} (succeeded {res['succeeded']}, failed {res['failed']})")
-    print(f"all runs finished after: {t_runs:.1f} s; dataset holds {in_ds}/{len(keys)} after {t_dataset:.1f} s")
-    print(f"dataset assemblies triggered: {len(assemblies)} "
-          f"({sum(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in assemblies)} succeeded)")
-    print(f"(work dir {base})")
+    rep = Report()
+    with tempfile.TemporaryDirectory(prefix="bench_backfill_") as tmpdir:
+        tmp = Path(tmpdir)
+        if args.smoke:  # keeps both set-ups alive in CI: one round each, no idle pause
+            raw = sample_data(tmp / "raw", 2, 1.5, "64x48")
+            args.rounds, args.pause = 1, 0.0
+        else:
+            raw = args.raw or sample_data(tmp / "raw", args.episodes, args.seconds, "224x224", seed=11)
+        frames = count_frames(raw)
+        print(f"\n== backfill vs convert: {raw} ({frames} frames), {args.strategy}")
+        conv = timed(cli("convert", "--input", str(raw), "--output", str(tmp / "ds"), "--strategy", args.strategy))
+        results = {}
+        for setup in args.setups.split(","):
+            launcher, submit = setup.split(":")
+            base = tmp / setup.replace(":", "_")
+            os.environ["DAGSTER_HOME"] = str(base / "home")
+            os.environ["LEROBOT_PIPELINE_WORK_DIR"] = str(base / "work")
+            results[setup] = backfill_rounds(raw, args.strategy, base, args.timeout, launcher, submit,
+                                             args.rounds, args.pause)
+        shutil.rmtree(tmp / "ds", ignore_errors=True)
+        print()
+        for setup, rounds in results.items():
+            for n, bf in enumerate(rounds):
+                ratio = bf["wall_s"] / conv.wall_s
+                rep.add("backfill", f"{setup}, round {n + 1}: {bf['episodes']} ep, {bf['runs']} run(s)",
+                        target="<= 1.25x convert", passed=ratio <= 1.25 and bf["held"] == bf["episodes"],
+                        backfill_s=bf["wall_s"], convert_s=conv.wall_s, ratio=round(ratio, 2),
+                        in_dataset=f"{bf['held']}/{bf['episodes']}")
+    rep.summary()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,22 +26,32 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--strategy", default="chunking")
     p.add_argument("--sensor-interval", default="2", help="stream sensor and refresh sensor interval (s)")
+    p.add_argument("--smoke", action="store_true", help="one short tiny episode: seconds, for CI")
     args = p.parse_args()
+    if args.smoke:
+        args.episodes, args.seconds = 1, 1.5
 
     import dagster as dg
 
     from lerobot_pipeline.cli.orchestrate import _pipeline, prepare_environment
     from lerobot_pipeline.cli.queue import write_demo_redis_config
     from lerobot_pipeline.core.dataset import read_provenance
-    from lerobot_pipeline.core.sample_data import generate_dataset
     from lerobot_pipeline.daemon import DaemonProcess
+    from lerobot_pipeline.sample_data import generate_dataset
     from lerobot_pipeline.streaming.embedded import find_embedded
     from lerobot_pipeline.streaming.publisher import publish_episode
     from lerobot_pipeline.streaming.settings import load_redis_settings
 
     base = Path(tempfile.mkdtemp(prefix="bench_latency_"))
     work, home = prepare_environment(str(base / "work"), str(base / "home"))
-    generate_dataset(base / "raw", episodes=args.episodes, seconds=args.seconds, sources=["rig"], seed=5)
+    size = (64, 48) if args.smoke else (224, 224)
+    generate_dataset(base / "raw", episodes=args.episodes, seconds=args.seconds, sources=["rig"], seed=5, size=size)
+    # the reference: converting one of these episodes with the CLI (a fresh process, like a run worker)
+    t0 = time.monotonic()
+    subprocess.run([str(Path(sys.executable).with_name("lerobot-pipeline")), "convert", "--input",
+                    str(base / "raw" / "rig"), "--output", str(base / "ref_ds"), "--episode-id", "episode_0000",
+                    "--strategy", args.strategy], check=True, capture_output=True)
+    convert_s = time.monotonic() - t0
     redis_yaml = base / "redis.yaml"
     write_demo_redis_config(redis_yaml, {"rig": base / "raw" / "rig"}, base / "redis", args.strategy)
     os.environ["LEROBOT_PIPELINE_REDIS_CONFIG"] = str(redis_yaml)
@@ -64,9 +75,12 @@ def main() -> None:
             print(f"  {key}: {latencies[-1]:.1f} s")
     if settings.uses_embedded and (h := find_embedded(settings.embedded_dir())):
         h.stop()
+    median = statistics.median(latencies)
     print(f"publish → in dataset over {len(latencies)} × {args.seconds:g}-s episodes (sensor interval "
-          f"{args.sensor_interval} s): median {statistics.median(latencies):.1f} s, max {max(latencies):.1f} s, "
-          f"min {min(latencies):.1f} s")
+          f"{args.sensor_interval} s): median {median:.1f} s, max {max(latencies):.1f} s, min {min(latencies):.1f} s; "
+          f"convert of one episode {convert_s:.1f} s")
+    verdict = "PASS" if median <= convert_s + 8 else "FAIL"
+    print(f"  {verdict}  stream: median latency - conversion = {median - convert_s:.1f} s  (target <= 8 s)")
 
 
 if __name__ == "__main__":
