@@ -80,7 +80,13 @@ def materialize_in_process(instance, work: Path, strategy: str, keys: list[str],
     """Run convert_episode_job for each key, then dataset_job, in this process (no daemon needed)."""
     from lerobot_pipeline.definitions import build_definitions
     from lerobot_pipeline.defs.partitions import multi_key
+    from lerobot_pipeline.defs.sensors import fail_orphaned_runs
 
+    # runs of an earlier CLI killed mid-step (no daemon watches in-process runs): failed, their pool slots
+    # freed, or this run's video step would wait for the dead run's slot for ever
+    for run, reason, freed in fail_orphaned_runs(instance):
+        print(f"run {run.run_id[:8]} ({run.tags.get('dagster/partition', run.job_name)}): {reason}"
+              + (f"; freed {freed} pool slot(s)" if freed else ""))
     # one dataset assembly at the end, not one per converted episode
     defs = build_definitions(_pipeline(work).replace(assemble_after_convert=False))
     convert = defs.resolve_job_def("convert_episode_job")

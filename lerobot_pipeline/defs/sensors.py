@@ -201,6 +201,28 @@ def run_worker_dead(instance: dg.DagsterInstance, rec) -> str | None:
             "marked failed so that run retries convert it again")
 
 
+def fail_orphaned_runs(instance: dg.DagsterInstance, records=None) -> list[tuple[dg.DagsterRun, str, int]]:
+    """Mark the conversion and dataset runs whose worker on this host is gone FAILED and free the pool
+    slots they hold: ``(run, reason, slots freed)`` for each. Run by ``orphaned_run_sensor`` and, since an
+    in-process run (``materialize``, ``demo``) has no daemon watching it, by those commands before they
+    start: a CLI killed mid-step would otherwise leave its run STARTED holding the ``video`` slot, and the
+    re-run's step would wait for it for ever."""
+    if records is None:
+        records = instance.get_run_records(
+            dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=500)
+    done = []
+    for rec in records:
+        run = rec.dagster_run
+        if run.job_name not in (convert_episode_job.name, dataset_job.name):
+            continue
+        reason = run_worker_dead(instance, rec)
+        if reason is None:
+            continue
+        instance.report_run_failed(run, message=reason)
+        done.append((run, reason, release_run_resources(instance, run.run_id)))
+    return done
+
+
 def lost_celery_steps(context, runs: list[dg.DagsterRun]) -> list[str]:
     """Steps of ``runs`` whose Celery worker died (see defs/celery_health.py), their tasks sent again."""
     runs = [r for r in runs if r.job_name in (convert_episode_job.name, dataset_job.name)]
@@ -227,15 +249,7 @@ def orphaned_run_sensor(context: dg.SensorEvaluationContext):
     records = context.instance.get_run_records(
         dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=500)
     failed = []
-    for rec in records:
-        run = rec.dagster_run
-        if run.job_name not in (convert_episode_job.name, dataset_job.name):
-            continue
-        reason = run_worker_dead(context.instance, rec)
-        if reason is None:
-            continue
-        context.instance.report_run_failed(run, message=reason)
-        freed = release_run_resources(context.instance, run.run_id)
+    for run, _, freed in fail_orphaned_runs(context.instance, records):
         if freed:
             context.log.warning(f"run {run.run_id}: freed {freed} pool slot(s) its dead worker still held")
         failed.append(run.run_id)

@@ -216,6 +216,47 @@ def test_materialize_killed_at_random_points_then_rerun(raw, tmp_path):
     assert killed >= 2
 
 
+def test_materialize_killed_while_its_video_step_holds_the_slot_reruns_without_help(raw, tmp_path, monkeypatch):
+    """The kill that random points may miss: SIGKILL ``materialize`` while its video step holds the
+    ``video`` pool slot (found in the instance's concurrency table). No daemon watches in-process runs, so
+    the re-run itself must fail the dead run and free its slot; before, its video step waited for ever."""
+    import dagster as dg
+
+    clean_env = _dagster_env(tmp_path, "clean")
+    run_ok([*CLI, "register", "--raw-root", str(raw)], clean_env, tmp_path)
+    run_ok([*CLI, "materialize", "--strategy", "nearest"], clean_env, tmp_path)
+    clean = content(Path(clean_env["LEROBOT_PIPELINE_WORK_DIR"]) / "datasets" / "airbot_play_dual_arm_nearest")
+
+    env = _dagster_env(tmp_path, "held")
+    output = Path(env["LEROBOT_PIPELINE_WORK_DIR"]) / "datasets" / "airbot_play_dual_arm_nearest"
+    run_ok([*CLI, "register", "--raw-root", str(raw)], env, tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    proc = subprocess.Popen([*CLI, "materialize", "--strategy", "nearest"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    holder = None
+    with dg.DagsterInstance.get() as instance:
+        deadline = time.monotonic() + 120
+        while holder is None and proc.poll() is None and time.monotonic() < deadline:
+            storage = instance.event_log_storage
+            if "video" in storage.get_concurrency_keys():
+                slots = storage.get_concurrency_info("video").claimed_slots
+                holder = slots[0].run_id if slots else None
+            time.sleep(0.05)
+        assert holder is not None, "materialize ended before its video step claimed the slot"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.STARTED  # what the kill leaves
+
+        rerun = subprocess.run([*CLI, "materialize", "--strategy", "nearest"], env=env, cwd=tmp_path,
+                               capture_output=True, text=True, timeout=180)
+        assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+        assert f"run {holder[:8]}" in rerun.stdout and "is gone" in rerun.stdout, rerun.stdout
+        assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE
+        assert instance.event_log_storage.get_concurrency_info("video").claimed_slots == []
+    assert content(output) == clean
+    assert leftovers(output) == [], leftovers(output)
+
+
 # ----------------------------------------------------------------------------- racing materialisations
 
 
