@@ -20,8 +20,11 @@ demo: $(STAMP)
 	$(BIN)/lerobot-pipeline demo --dir .demo
 	$(BIN)/lerobot-pipeline stream-demo --dir .demo_stream
 
+# test files in parallel processes (pytest-xdist; a file's tests stay together, so a file's shared daemon
+# or dataset is built once). Most of the suite waits on daemons and subprocesses: 2 fills 2 cores.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 lint: $(STAMP)   # config: [tool.ruff] and [tool.mypy] in pyproject.toml
 	$(BIN)/ruff check .
