@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_throughput.py $(if $(REAL),--raw $(REAL))
 	$(BIN)/python bench/bench_backfill.py $(if $(REAL),--raw $(REAL))
 	$(BIN)/python bench/bench_backfill.py --episodes 6 --seconds 10
+	$(BIN)/python bench/bench_step_cost.py
 	$(BIN)/python bench/bench_stream_latency.py --episodes 10 --seconds 10
 	$(BIN)/python bench/bench_scale.py
 	$(BIN)/python bench/bench_v30_append.py
@@ -50,6 +51,7 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)   # seconds each: keeps every benchmark alive (CI)
 	$(BIN)/python bench/bench_throughput.py --smoke
 	$(BIN)/python bench/bench_backfill.py --smoke
+	$(BIN)/python bench/bench_step_cost.py --smoke
 	$(BIN)/python bench/bench_stream_latency.py --smoke
 	$(BIN)/python bench/bench_scale.py --smoke
 	$(BIN)/python bench/bench_v30_append.py --smoke
