@@ -40,7 +40,7 @@ from lerobot_pipeline.defs.run_worker import CONTROL_FD_ENV, INSTANCE_REF_ENV, W
 
 WORKER_MODULE = "lerobot_pipeline.defs.run_worker"
 PID_TAG = "lerobot_pipeline/run_worker_pid"
-HOST_TAG = "lerobot_pipeline/run_host"  # the same tag orphaned_run_sensor reads (defs/sensors.py)
+HOST_TAG = "lerobot_pipeline/run_host"  # also on in-process runs; orphaned_run_sensor reads both (defs/sensors.py)
 
 
 class _Worker:

@@ -13,6 +13,7 @@ from lerobot_pipeline.defs.executors import executor_settings
 from lerobot_pipeline.defs.jobs import convert_episode_job, dataset_job
 from lerobot_pipeline.defs.partitions import EPISODE_DIM, episode_partitions, multi_key
 from lerobot_pipeline.defs.resources import PipelineResource
+from lerobot_pipeline.defs.run_launcher import HOST_TAG  # in-process and warm-launched runs: the host whose pids count
 from lerobot_pipeline.errors import PipelineError
 from lerobot_pipeline.ids import STRATEGIES
 
@@ -178,9 +179,6 @@ def release_run_resources(instance: dg.DagsterInstance, run_id: str) -> int:
     return held
 
 
-HOST_TAG = "lerobot_pipeline/run_host"  # set on in-process runs (CLI materialize): the host whose pids count
-
-
 def run_worker_dead(instance: dg.DagsterInstance, rec) -> str | None:
     """Why the run's own process is known dead, or None (alive, not yet spawned, or not on this host).
 
@@ -201,19 +199,25 @@ def run_worker_dead(instance: dg.DagsterInstance, rec) -> str | None:
             "marked failed so that run retries convert it again")
 
 
+WATCHED_JOBS = (convert_episode_job.name, dataset_job.name)  # the runs whose dead workers are handled here
+
+
+def started_runs(instance: dg.DagsterInstance) -> list:
+    """Records of the runs that are starting or started (any job)."""
+    return instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=500)
+
+
 def fail_orphaned_runs(instance: dg.DagsterInstance, records=None) -> list[tuple[dg.DagsterRun, str, int]]:
     """Mark the conversion and dataset runs whose worker on this host is gone FAILED and free the pool
     slots they hold: ``(run, reason, slots freed)`` for each. Run by ``orphaned_run_sensor`` and, since an
     in-process run (``materialize``, ``demo``) has no daemon watching it, by those commands before they
     start: a CLI killed mid-step would otherwise leave its run STARTED holding the ``video`` slot, and the
     re-run's step would wait for it for ever."""
-    if records is None:
-        records = instance.get_run_records(
-            dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=500)
     done = []
-    for rec in records:
+    for rec in records if records is not None else started_runs(instance):
         run = rec.dagster_run
-        if run.job_name not in (convert_episode_job.name, dataset_job.name):
+        if run.job_name not in WATCHED_JOBS:
             continue
         reason = run_worker_dead(instance, rec)
         if reason is None:
@@ -225,7 +229,7 @@ def fail_orphaned_runs(instance: dg.DagsterInstance, records=None) -> list[tuple
 
 def lost_celery_steps(context, runs: list[dg.DagsterRun]) -> list[str]:
     """Steps of ``runs`` whose Celery worker died (see defs/celery_health.py), their tasks sent again."""
-    runs = [r for r in runs if r.job_name in (convert_episode_job.name, dataset_job.name)]
+    runs = [r for r in runs if r.job_name in WATCHED_JOBS]
     if not runs or executor_settings().kind != "celery":
         return []
     from lerobot_pipeline.defs.celery_health import redeliver_lost_steps
@@ -246,8 +250,7 @@ def lost_celery_steps(context, runs: list[dg.DagsterRun]) -> list[str]:
     ),
 )
 def orphaned_run_sensor(context: dg.SensorEvaluationContext):
-    records = context.instance.get_run_records(
-        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=500)
+    records = started_runs(context.instance)
     failed = []
     for run, _, freed in fail_orphaned_runs(context.instance, records):
         if freed:
