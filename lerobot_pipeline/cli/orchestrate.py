@@ -110,7 +110,7 @@ def _host_tags() -> dict[str, str]:
     """In-process runs live in this CLI's process: the orphan sensor judges their pid only on this host."""
     import socket
 
-    from lerobot_pipeline.defs.sensors import HOST_TAG
+    from lerobot_pipeline.defs.run_launcher import HOST_TAG
 
     return {HOST_TAG: socket.gethostname()}
 
