@@ -15,7 +15,7 @@ import pytest
 from lerobot_pipeline.defs.partitions import EPISODE_DIM
 from lerobot_pipeline.streaming.messages import MAX_MESSAGE_BYTES, EpisodeMessage
 
-from .test_sensor import Rig
+from .test_sensor import open_rig
 
 GARBAGE = 10_000
 VALID_EVERY = 50  # one valid entry after every 50 garbage ones: 200 valid
@@ -44,13 +44,11 @@ def _garbage(i: int) -> dict:
 
 @pytest.fixture
 def flood_rig(tmp_path, write_redis_yaml, monkeypatch):
-    for var in ("REDIS_URL", "REDIS_PASSWORD", "LEROBOT_PIPELINE_REDIS_CONFIG", "LEROBOT_PIPELINE_CONFIG_DIR"):
-        monkeypatch.delenv(var, raising=False)
-    (tmp_path / "dagster_home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-        r = Rig(tmp_path, instance, lambda raw: write_redis_yaml(raw, stream={"dead_letter_maxlen": DEAD_LETTER_CAP}))
+    def write(raw):  # the test's cap on the dead-letter stream
+        return write_redis_yaml(raw, stream={"dead_letter_maxlen": DEAD_LETTER_CAP})
+
+    with open_rig(tmp_path, monkeypatch, write) as r:
         yield r
-        r.stream.close()
 
 
 def test_a_garbage_flood_drains_in_a_few_ticks_and_every_valid_entry_is_requested_once(flood_rig):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pytest
@@ -68,15 +70,24 @@ class Rig:
         return context, stream_tick(context, self.redis_stream, self.pipeline)
 
 
-@pytest.fixture
-def rig(tmp_path, write_redis_yaml, monkeypatch):
+@contextmanager
+def open_rig(tmp_path, monkeypatch, write_yaml) -> Iterator[Rig]:
+    """A Rig on a fresh test instance, with the Redis/config environment of the host cleared."""
     for var in ("REDIS_URL", "REDIS_PASSWORD", "LEROBOT_PIPELINE_REDIS_CONFIG", "LEROBOT_PIPELINE_CONFIG_DIR"):
         monkeypatch.delenv(var, raising=False)
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-        r = Rig(tmp_path, instance, write_redis_yaml)
+        r = Rig(tmp_path, instance, write_yaml)
+        try:
+            yield r
+        finally:
+            r.stream.close()
+
+
+@pytest.fixture
+def rig(tmp_path, write_redis_yaml, monkeypatch):
+    with open_rig(tmp_path, monkeypatch, write_redis_yaml) as r:
         yield r
-        r.stream.close()
 
 
 def _added_keys(result: dg.SensorResult) -> list[str]:
