@@ -29,6 +29,9 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not LEROBOT_PYTHON.is_file(), reason=f"no lerobot 0.4.4 interpreter at {LEROBOT_PYTHON} "
                        "(set LEROBOT_V30_PYTHON, or build it with lerobot_check_v30/setup.sh)"),
+    # that venv's torchvision does not import without the shim (a clone without ../shared beside it)
+    pytest.mark.skipif(not (Path(SHIM_DIR) / "tv_cpu_shim.py").is_file(),
+                       reason=f"no tv_cpu_shim.py in {SHIM_DIR} (set LEROBOT_CHECK_SHIM_DIR: the lerobot_check tool)"),
 ]
 
 
