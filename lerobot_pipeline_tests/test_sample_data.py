@@ -24,6 +24,9 @@ from lerobot_pipeline.sample_data import (
 
 REAL_JOINTS = Path("/work/shared/fixtures/airbot_real/joints/quad_arm_task/episode_0001")
 REAL_IMAGES = Path("/work/shared/fixtures/airbot_real/images/quad_arm_task/episode_0001")
+# a cross-check against the real recordings' format where they are at hand; a user's clone has none
+needs_real = pytest.mark.skipif(not (REAL_JOINTS.is_dir() and REAL_IMAGES.is_dir()),
+                                reason=f"real recordings not found at {REAL_JOINTS.parents[2]}")
 CFG = PipelineConfig()
 ARM_FILES = [a.file for a in CFG.robot.arms]
 CAMERAS = [c.name for c in CFG.cameras]
@@ -83,6 +86,7 @@ def test_layout_and_file_names(episode: Path):
     assert not [p for p in root.rglob("*") if p.name.endswith(".partial")]
 
 
+@needs_real
 def test_metadata_keys_match_the_real_recording(episode: Path):
     real_joint = json.loads((REAL_JOINTS / "metadata.json").read_text())
     real_image = json.loads((REAL_IMAGES / "metadata.json").read_text())
@@ -122,6 +126,7 @@ def test_joint_metadata_agrees_with_the_parquet_files(episode: Path):
 # ----------------------------------------------------------------------------- joints
 
 
+@needs_real
 def test_parquet_schema_matches_the_real_files(episode: Path):
     real = pq.read_schema(REAL_JOINTS / "left_master.parquet")
     assert real.names == EXPECTED_COLUMNS
