@@ -14,6 +14,7 @@ from lerobot_pipeline.defs.jobs import convert_episode_job, dataset_job
 from lerobot_pipeline.defs.partitions import EPISODE_DIM, episode_partitions, multi_key
 from lerobot_pipeline.defs.resources import PipelineResource
 from lerobot_pipeline.defs.run_launcher import HOST_TAG  # in-process and warm-launched runs: the host whose pids count
+from lerobot_pipeline.defs.run_retry import retry_missed_runs
 from lerobot_pipeline.errors import PipelineError
 from lerobot_pipeline.ids import STRATEGIES
 
@@ -246,7 +247,9 @@ def lost_celery_steps(context, runs: list[dg.DagsterRun]) -> list[str]:
         "Marks conversion and dataset runs FAILED when their worker process is gone (daemon or machine "
         "killed mid-run), so run retries convert the episode again instead of it staying 'started' for ever "
         "and holding a run-queue slot. Dagster's default run launcher cannot check worker health itself. "
-        "Judges pids of this host only; steps lost with a dead Celery worker (no ping reply) are sent again."
+        "Judges pids of this host only; steps lost with a dead Celery worker (no ping reply) are sent again. "
+        "Also retries, once, a failed run Dagster marked will-retry but did not retry within 30 s (with SQLite "
+        "storage its run-retry daemon can miss one: docs/reliability.md)."
     ),
 )
 def orphaned_run_sensor(context: dg.SensorEvaluationContext):
@@ -257,9 +260,14 @@ def orphaned_run_sensor(context: dg.SensorEvaluationContext):
             context.log.warning(f"run {run.run_id}: freed {freed} pool slot(s) its dead worker still held")
         failed.append(run.run_id)
     lost = lost_celery_steps(context, [r.dagster_run for r in records])
-    if lost and not failed:
-        return dg.SkipReason(f"{len(lost)} step(s) lost with a dead Celery worker sent to the pool again")
+    retried = [f"{run.run_id} as {new_id}" for run, new_id in retry_missed_runs(context.instance, WATCHED_JOBS)
+               if new_id]
+    if retried:
+        context.log.warning(f"retried {len(retried)} failed run(s) Dagster's run-retry daemon missed: "
+                            + ", ".join(retried))
     if failed:
         context.log.warning(f"marked {len(failed)} orphaned run(s) failed: {', '.join(failed)}")
-        return dg.SkipReason(f"marked {len(failed)} orphaned run(s) failed for retry")
-    return dg.SkipReason(f"{len(records)} starting/started run(s), none with a dead worker")
+    done = ([f"marked {len(failed)} orphaned run(s) failed for retry"] if failed else []) + (
+        [f"{len(lost)} step(s) lost with a dead Celery worker sent to the pool again"] if lost else []) + (
+        [f"retried {len(retried)} run(s) Dagster's run-retry daemon missed"] if retried else [])
+    return dg.SkipReason("; ".join(done) or f"{len(records)} starting/started run(s), none with a dead worker")

@@ -144,6 +144,41 @@ def test_worker_killed_mid_run_is_converted_again_exactly_once(hard_timeout, sta
         instance.dispose()
 
 
+def test_a_failure_behind_the_retry_daemons_cursor_is_still_retried_once(hard_timeout, start_daemon, daemon_env,
+                                                                        tmp_path, monkeypatch):
+    """With SQLite storage a run's RUN_FAILURE event can get a storage id below the run-retry daemon's cursor
+    (ids are per run database; seen in CI after a daemon kill), and Dagster never retries it. Here the cursor
+    is held far ahead while the worker is killed: the orphan sensor's sweep (defs/run_retry.py) retries it."""
+    monkeypatch.setenv("LEROBOT_PIPELINE_ORPHAN_SECONDS", "2")
+    monkeypatch.setenv("LEROBOT_PIPELINE_RETRY_GRACE_SECONDS", "5")
+    instance, keys, proc, log = _setup(daemon_env, tmp_path, start_daemon, episodes=1, seconds=4)
+    cursor = {"EVENT_LOG_CONSUMER_CURSOR-PIPELINE_FAILURE": str(10**9)}
+    try:
+        tag = _backfill(instance, daemon_env["work"], keys)
+        run = _wait_running(instance, tag, log)
+        instance.daemon_cursor_storage.set_cursor_values(cursor)
+        os.kill(int(run.tags[PID_TAG]), signal.SIGKILL)
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and not any(r.status == dg.DagsterRunStatus.SUCCESS
+                                                       for r in _runs(instance, tag)):
+            instance.daemon_cursor_storage.set_cursor_values(cursor)  # the daemon may write back its own value
+            time.sleep(0.5)
+        runs = _runs(instance, tag)
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS], \
+            _log_tail(log)
+        assert runs[1].parent_run_id == run.run_id and runs[1].tags["dagster/retry_number"] == "1"
+        swept = [e.message for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+                 if "orphaned_run_sensor retries it" in (e.message or "")]
+        assert swept, "retried by Dagster's daemon after all: the cursor did not hide the failure"
+        time.sleep(8)  # more sweeps and retry-daemon ticks: still one retry
+        assert len(_runs(instance, tag)) == 2
+        assert _materialisations(instance, str(multi_key(keys[0], STRATEGY))) == 1
+        dataset = PipelineResource(work_dir=str(daemon_env["work"])).dataset_dir(STRATEGY)
+        assert [r["episode_key"] for r in read_provenance(dataset)] == keys
+    finally:
+        instance.dispose()
+
+
 def test_terminate_cancels_the_run_in_its_worker(hard_timeout, start_daemon, daemon_env, tmp_path):
     instance, keys, proc, log = _setup(daemon_env, tmp_path, start_daemon, episodes=1, seconds=12)
     try:
