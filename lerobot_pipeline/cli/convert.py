@@ -16,7 +16,7 @@ from pathlib import Path
 from lerobot_pipeline.cli.progress import Progress
 from lerobot_pipeline.config import PipelineConfig, load_config
 from lerobot_pipeline.core import features as F
-from lerobot_pipeline.core.camera_videos import pool_for
+from lerobot_pipeline.core.camera_videos import prestart_video_pool
 from lerobot_pipeline.core.convert import PendingEpisode, start_episode
 from lerobot_pipeline.core.dataset import DatasetSummary, assemble_dataset
 from lerobot_pipeline.core.fsutil import remove_dead_staging, scratch_writes
@@ -95,6 +95,10 @@ def convert_dataset(
         raise DatasetError(f"refusing to replace {output}: it exists and is not a dataset written by lerobot_pipeline")
     if episode_id is not None:
         validate_episode_id(episode_id)
+    workers = jobs or os.cpu_count() or 1
+    if workers < 1:
+        raise ConfigError("--jobs", f"expected at least 1 worker, got {workers}")
+    pool = prestart_video_pool(workers)  # its processes start while the episodes are found and the first is read
     refs, skipped = discover_episodes(raw_root, config, source)
     if episode_id is not None:
         refs = [r for r in refs if r.episode_id == episode_id]
@@ -104,10 +108,6 @@ def convert_dataset(
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_staging(output)  # left by a convert that was killed
     store = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-{os.getpid()}-", dir=output.parent))
-    workers = jobs or os.cpu_count() or 1
-    if workers < 1:
-        raise ConfigError("--jobs", f"expected at least 1 worker, got {workers}")
-    pool = pool_for(workers)
     try:
         parts: list = []
         bar = Progress(len(refs), "convert", progress_stream)

@@ -184,13 +184,18 @@ def start_episode(ref: EpisodeRef, config: PipelineConfig, store: str | Path, po
     return_freed_memory()
     vdir = new_version_dir(store, config.alignment.strategy, ref.key)
     write_reports(vdir, parts)
-    write_parquets(vdir, config, parts)
+    videos = submit_videos(vdir, config, parts, cameras, pool)  # first: the workers encode while parquet is written
+    try:
+        write_parquets(vdir, config, parts)
+    except BaseException:
+        videos.cancel()
+        raise
     return_freed_memory()
 
     def redo(bad: dict[str, dict[str, str]]) -> PendingEpisode:
         return start_episode(ref, config, store, pool, task=task, observe=observe, undecodable=bad)
 
-    return PendingEpisode(ref, vdir, submit_videos(vdir, config, parts, cameras, pool), redo, undecodable or {})
+    return PendingEpisode(ref, vdir, videos, redo, undecodable or {})
 
 
 def convert_episode(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from lerobot_pipeline.core.camera_videos import pool_for
+from lerobot_pipeline.core.camera_videos import prestart_video_pool
 from lerobot_pipeline.core.convert import AlignedEpisode, PendingEpisode, commit_rejected, start_episode
 from lerobot_pipeline.core.episode_checks import check_parts
 from lerobot_pipeline.core.raw import RawEpisode
@@ -97,7 +97,7 @@ def _observe(metadata: dict, config):
 )
 def convert_episodes(context: dg.AssetExecutionContext, pipeline: PipelineResource):
     keys = list(context.partition_keys)
-    pool = pool_for(pipeline.video_workers)
+    pool = prestart_video_pool(pipeline.video_workers)  # workers start while the first episode is read
     failed: dict[str, PipelineError] = {}
     checks: list[dg.AssetCheckEvaluation] = []
     in_flight: deque[_InFlight] = deque()
