@@ -45,4 +45,20 @@ def build_definitions(pipeline: PipelineResource, redis_stream: RedisStreamResou
     )
 
 
+def warm_run_worker() -> None:
+    """Called by a spare run worker (defs/run_worker.py) once it has imported this module, before it has a run:
+    what a conversion step would otherwise do on its first episode, while the video workers wait. Imports
+    pandas (pyarrow's first ``pa.array`` loads it, 0.25 s) and matplotlib (the joint plot, 0.4 s), and starts
+    the video workers' forkserver (0.35 s of PyAV/OpenCV imports)."""
+    import matplotlib
+    import pandas  # noqa: F401
+
+    from lerobot_pipeline.core.camera_videos import start_forkserver
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+    start_forkserver()
+
+
 defs = build_definitions(pipeline_resource_from_env())

@@ -25,14 +25,18 @@ WARM_MODULE_ENV = "LEROBOT_PIPELINE_WORKER_WARM_MODULE"
 
 
 def _warm(module: str) -> dict[str, float]:
-    """Import the code location and build its repository once, as the run will (cached in this process).
-    Returns the modification times of the code location package's source files it imported."""
+    """Import the code location and build its repository once, as the run will (cached in this process), then
+    call the module's ``warm_run_worker()`` if it has one (what its runs would otherwise do first, at their
+    cost). Returns the modification times of the code location package's source files it imported."""
     import dagster as dg
 
     mod = importlib.import_module(module)
     for value in vars(mod).values():
         if isinstance(value, dg.Definitions):
             value.get_repository_def()
+    hook = getattr(mod, "warm_run_worker", None)
+    if callable(hook):
+        hook()
     return _sources(module)
 
 
