@@ -50,13 +50,11 @@ def warm_run_worker() -> None:
     what a conversion step would otherwise do on its first episode, while the video workers wait. Imports
     pandas (pyarrow's first ``pa.array`` loads it, 0.25 s) and matplotlib (the joint plot, 0.4 s), and starts
     the video workers' forkserver (0.35 s of PyAV/OpenCV imports)."""
-    import matplotlib
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
     import pandas  # noqa: F401
 
     from lerobot_pipeline.core.camera_videos import start_forkserver
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
 
     start_forkserver()
 
