@@ -5,6 +5,7 @@
     .venv/bin/python bench/bench_backfill.py --episodes 20 --seconds 5         # issue 9's sizing run
     .venv/bin/python bench/bench_backfill.py --smoke
     .venv/bin/python bench/bench_backfill.py --setups warm:direct --rounds 1   # the shipped setup, one backfill
+    .venv/bin/python bench/bench_backfill.py --setups warm:direct --storage postgres   # PostgreSQL storage
 
 Each setup (run launcher: Dagster's DefaultRunLauncher or the shipped WarmRunLauncher; runs queued by
 backfill_sensor or directly by the CLI, the shipped way) gets its own instance and daemon, which runs --rounds
@@ -15,7 +16,8 @@ printed from the event log (request written -> run created -> RUN_STARTING -> wo
 
 Backfill time runs from `lerobot-pipeline backfill` (the request) until the dataset holds every episode; the
 daemon is started (and its code location loaded) before the clock starts, as in a lab where `dagster dev`
-runs. Target (issue 7): backfill <= 1.25x convert.
+runs. `convert` of the same recordings is timed right before each round (the daemon idle), and each ratio is
+of that pair. Target (issue 7): backfill <= 1.25x convert.
 """
 
 from __future__ import annotations
@@ -27,25 +29,31 @@ import shutil
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 from common import Report, cli, count_frames, sample_data, timed
 
 
-def instance_yaml(launcher: str) -> str:
-    """The shipped instance template, with Dagster's DefaultRunLauncher instead of WarmRunLauncher if asked."""
+def instance_yaml(launcher: str, storage: str = "sqlite") -> str:
+    """The shipped instance template, with Dagster's DefaultRunLauncher instead of WarmRunLauncher if asked, and
+    with the PostgreSQL storage block of configs/dagster_postgres.yaml if asked (DAGSTER_PG_* from the env)."""
     from lerobot_pipeline.shipped import dagster_template
 
     text = dagster_template().read_text()
     if launcher == "default":
         text = re.sub(r"^run_launcher:.*\n(^  .*\n)*", "", text, flags=re.M)
+    if storage == "postgres":
+        pg = (Path(__file__).resolve().parents[1] / "configs" / "dagster_postgres.yaml").read_text()
+        text = re.search(r"^storage:\n(^ .*\n)+", pg, flags=re.M).group(0) + text
     return text
 
 
 def backfill_rounds(raw: Path, strategy: str, base: Path, timeout: float, launcher: str, submit: str, rounds: int,
-                    pause: float) -> list[dict]:
+                    pause: float, storage: str = "sqlite") -> list[dict]:
     """``rounds`` backfills of the same recordings through one daemon, ``pause`` s apart (a lab's daemon idles
-    between backfills). Round 1 is the daemon's first run; later rounds convert the episodes again."""
+    between backfills). Round 1 is the daemon's first run; later rounds convert the episodes again. Right before
+    each round, while the daemon idles, `convert` of the same recordings is timed: each ratio is of a pair."""
     import dagster as dg
 
     from lerobot_pipeline.cli.orchestrate import (
@@ -59,7 +67,7 @@ def backfill_rounds(raw: Path, strategy: str, base: Path, timeout: float, launch
     from lerobot_pipeline.daemon import DaemonProcess
 
     (base / "home").mkdir(parents=True, exist_ok=True)
-    (base / "home" / "dagster.yaml").write_text(instance_yaml(launcher))
+    (base / "home" / "dagster.yaml").write_text(instance_yaml(launcher, storage))
     work, home = prepare_environment(str(base / "work"), str(base / "home"))
     instance = dg.DagsterInstance.get()
     keys, _ = register_episodes(instance, work, raw, "bench")
@@ -73,6 +81,9 @@ def backfill_rounds(raw: Path, strategy: str, base: Path, timeout: float, launch
         for n in range(rounds):
             if n:
                 time.sleep(pause)
+            conv = timed(cli("convert", "--input", str(raw), "--output", str(base / "ds"), "--strategy", strategy))
+            shutil.rmtree(base / "ds", ignore_errors=True)
+            time.sleep(1)
             tag = uuid.uuid4().hex[:12]
             t0, wall0 = time.monotonic(), time.time()
             n_runs = launch_backfill(instance, work, strategy, keys, tag, direct=submit == "direct")
@@ -86,7 +97,8 @@ def backfill_rounds(raw: Path, strategy: str, base: Path, timeout: float, launch
             held = len({r["episode_key"] for r in read_provenance(dataset)})
             print(f"\n  -- {launcher} launcher, {submit} submission, round {n + 1}")
             print_breakdown(instance, tag, wall0, wall)
-            out.append({"wall_s": round(wall, 2), "runs": n_runs, "succeeded": res.get("succeeded"), "held": held,
+            out.append({"wall_s": round(wall, 2), "convert_s": conv.wall_s, "runs": n_runs,
+                        "succeeded": res.get("succeeded"), "held": held,
                         "episodes": len(keys)})
         del daemon
     return out
@@ -160,6 +172,9 @@ def main() -> None:
                    "queues them, the shipped behaviour). Default: before/after, default:sensor,warm:direct")
     p.add_argument("--rounds", type=int, default=2, help="backfills per daemon, one after the other (default 2)")
     p.add_argument("--pause", type=float, default=10, help="idle seconds between rounds (default 10)")
+    p.add_argument("--storage", choices=["sqlite", "postgres"], default="sqlite",
+                   help="instance storage: the shipped SQLite, or PostgreSQL (configs/dagster_postgres.yaml; a "
+                   "throwaway cluster, or the server DAGSTER_PG_HOST names)")
     args = p.parse_args()
     rep = Report()
     with tempfile.TemporaryDirectory(prefix="bench_backfill_") as tmpdir:
@@ -170,24 +185,30 @@ def main() -> None:
         else:
             raw = args.raw or sample_data(tmp / "raw", args.episodes, args.seconds, "224x224", seed=11)
         frames = count_frames(raw)
-        print(f"\n== backfill vs convert: {raw} ({frames} frames), {args.strategy}")
-        conv = timed(cli("convert", "--input", str(raw), "--output", str(tmp / "ds"), "--strategy", args.strategy))
+        print(f"\n== backfill vs convert: {raw} ({frames} frames), {args.strategy}, {args.storage} storage")
         results = {}
         for setup in args.setups.split(","):
             launcher, submit = setup.split(":")
             base = tmp / setup.replace(":", "_")
-            os.environ["DAGSTER_HOME"] = str(base / "home")
-            os.environ["LEROBOT_PIPELINE_WORK_DIR"] = str(base / "work")
-            results[setup] = backfill_rounds(raw, args.strategy, base, args.timeout, launcher, submit,
-                                             args.rounds, args.pause)
-        shutil.rmtree(tmp / "ds", ignore_errors=True)
+            saved = dict(os.environ)
+            with ExitStack() as stack:
+                if args.storage == "postgres":
+                    from lerobot_pipeline.localcluster import postgres_cluster
+
+                    os.environ.update(stack.enter_context(postgres_cluster()))
+                os.environ["DAGSTER_HOME"] = str(base / "home")
+                os.environ["LEROBOT_PIPELINE_WORK_DIR"] = str(base / "work")
+                results[setup] = backfill_rounds(raw, args.strategy, base, args.timeout, launcher, submit,
+                                                 args.rounds, args.pause, args.storage)
+            os.environ.clear()
+            os.environ.update(saved)
         print()
         for setup, rounds in results.items():
             for n, bf in enumerate(rounds):
-                ratio = bf["wall_s"] / conv.wall_s
-                rep.add("backfill", f"{setup}, round {n + 1}: {bf['episodes']} ep, {bf['runs']} run(s)",
+                ratio = bf["wall_s"] / bf["convert_s"]
+                rep.add("backfill", f"{setup}, {args.storage}, round {n + 1}: {bf['episodes']} ep, {bf['runs']} run(s)",
                         target="<= 1.25x convert", passed=ratio <= 1.25 and bf["held"] == bf["episodes"],
-                        backfill_s=bf["wall_s"], convert_s=conv.wall_s, ratio=round(ratio, 2),
+                        backfill_s=bf["wall_s"], convert_s=bf["convert_s"], ratio=round(ratio, 2),
                         in_dataset=f"{bf['held']}/{bf['episodes']}")
     rep.summary()
 
