@@ -12,6 +12,7 @@ import atexit
 import multiprocessing as mp
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import cv2
 import numpy as np
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 
 from lerobot_pipeline.config import PipelineConfig, VideoConfig
 from lerobot_pipeline.core import features as F
@@ -211,10 +213,32 @@ def _forkserver_context() -> Any:  # multiprocessing's context classes are not p
     return ctx
 
 
+def _end_with_owner(owner_pid: int, owner_started: float) -> None:
+    """Pool worker initializer: exit once the process that owns the pool is gone. A worker whose owner was
+    SIGKILLed (a run worker killed mid-step) would otherwise wait on its task queue for ever: it holds that
+    queue's write end itself, so it never sees end-of-file, and it keeps the forkserver alive with it (the
+    forkserver lives while any process holds its liveness pipe, and its workers do)."""
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                owner = psutil.Process(owner_pid)  # a zombie is dead: killed, not yet reaped
+                alive = owner.create_time() == owner_started and owner.status() != psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                alive = False
+            if not alive:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="end-with-owner").start()
+
+
 def video_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes for :func:`encode_camera` (forkserver: safe to start from a threaded process such as a
-    Dagster step; the server preloads this module, so each worker starts without re-importing PyAV/OpenCV)."""
-    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=_forkserver_context())
+    Dagster step; the server preloads this module, so each worker starts without re-importing PyAV/OpenCV).
+    Workers end with their owner (:func:`_end_with_owner`)."""
+    me = os.getpid()
+    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=_forkserver_context(),
+                               initializer=_end_with_owner, initargs=(me, psutil.Process(me).create_time()))
 
 
 def start_forkserver() -> None:

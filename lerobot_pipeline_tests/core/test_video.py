@@ -62,3 +62,52 @@ def test_a_daemonic_process_encodes_inline():
     child.start()
     assert queue.get(timeout=60) is True
     child.join(timeout=30)
+
+
+OWNER = """
+import time
+def main():
+    from lerobot_pipeline.core.camera_videos import video_pool
+    pool = video_pool(2)
+    for f in [pool.submit(time.sleep, 0.2) for _ in range(4)]:
+        f.result()
+    print(" ".join(map(str, sorted(pool._processes))), flush=True)  # both workers are up
+    time.sleep(600)
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_video_workers_end_when_their_owner_is_sigkilled(tmp_path):
+    """A run worker SIGKILLed mid-step must not leave its encoder processes behind: each holds its own task
+    queue's write end, so without the parent-death signal it would wait on that queue for ever."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER)
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert pids and all(psutil.pid_exists(p) for p in pids)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_running(p) for p in pids):
+            time.sleep(0.1)
+        assert not [p for p in pids if _running(p)], "encoder processes outlived their SIGKILLed owner"
+    finally:
+        owner.kill()
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
