@@ -109,7 +109,11 @@ def _stop_daemon(proc: subprocess.Popen, home: Path) -> list[int]:
                 pass
         proc.wait(timeout=10)
         _, alive = psutil.wait_procs(alive, timeout=10)
-    return [p.pid for p in alive + _started_by(home, proc.pid) if _alive(p)]
+    # a process can appear during the shutdown: a spare worker's forkserver, started as the spare was let go,
+    # exits by itself once its imports are done and it sees its owner gone. Only what stays is a leak.
+    late = [p for p in _started_by(home, proc.pid) if _alive(p) and p.pid not in {a.pid for a in alive}]
+    _, late = psutil.wait_procs(late, timeout=20)
+    return [p.pid for p in alive + late if _alive(p)]
 
 
 def _alive(p: psutil.Process) -> bool:
