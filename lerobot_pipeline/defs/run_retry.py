@@ -17,6 +17,7 @@ submitted (the sweep killed in between) is submitted instead of created again.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -54,8 +55,6 @@ def missed_retries(instance: dg.DagsterInstance, jobs: Iterable[str], grace: flo
 def _workspace(instance: dg.DagsterInstance, run: dg.DagsterRun):
     """A workspace holding the run's code location, loaded in this process (the sensor runs in it already)
     under the run's own location name, so that ``retry_run`` finds its job there."""
-    import sys
-
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
     from dagster._core.workspace.context import WorkspaceProcessContext
@@ -72,26 +71,38 @@ def _workspace(instance: dg.DagsterInstance, run: dg.DagsterRun):
 
 def retry_missed_runs(instance: dg.DagsterInstance, jobs: Iterable[str],
                       grace: float = GRACE_SECONDS) -> list[tuple[dg.DagsterRun, str | None]]:
-    """Retry each of ``missed_retries``: ``(failed run, its retry's run id or None)``. None: Dagster's own
-    checks declined (e.g. its backfill has ended; an engine event on the run says why)."""
-    from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG
+    """Retry each of ``missed_retries``: ``(failed run, its retry's run id or None)``.
+
+    None: no retry was made. Dagster's own checks declined (its backfill has ended, its job or repository is
+    gone; an engine event on the run says why), or the attempt raised. Then, as Dagster's daemon does when a
+    retry fails, the run is tagged ``dagster/will_retry=false``, so that later sweeps leave it alone."""
+    from dagster._core.events import EngineEventData
+    from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
     from dagster._daemon.auto_run_reexecution.auto_run_reexecution import retry_run, should_retry
+    from dagster._utils.error import serializable_error_info_from_exc_info
 
     done = []
     with ExitStack() as stack:
         workspaces = {}  # location name -> workspace, loaded only when a run needs it
         for run in missed_retries(instance, jobs, grace):
-            if run.remote_job_origin is None or not should_retry(run, instance):
-                done.append((run, None))
-                continue
-            name = run.remote_job_origin.repository_origin.code_location_origin.location_name
-            if name not in workspaces:
-                workspaces[name] = stack.enter_context(_workspace(instance, run))
-            if AUTO_RETRY_RUN_ID_TAG not in run.tags:
-                instance.report_engine_event(
-                    f"Not retried {grace:.0f} s after it failed (on SQLite storage its RUN_FAILURE event can lie "
-                    "behind the run-retry daemon's cursor): orphaned_run_sensor retries it", run)
-            retry_run(run, workspaces[name])
-            after = instance.get_run_by_id(run.run_id)
-            done.append((run, after.tags.get(AUTO_RETRY_RUN_ID_TAG) if after else None))
+            new_id = None
+            try:
+                if run.remote_job_origin is not None and should_retry(run, instance):
+                    name = run.remote_job_origin.repository_origin.code_location_origin.location_name
+                    if name not in workspaces:
+                        workspaces[name] = stack.enter_context(_workspace(instance, run))
+                    if AUTO_RETRY_RUN_ID_TAG not in run.tags:
+                        instance.report_engine_event(
+                            f"Not retried {grace:.0f} s after it failed (on SQLite storage its RUN_FAILURE event "
+                            "can lie behind the run-retry daemon's cursor): orphaned_run_sensor retries it", run)
+                    retry_run(run, workspaces[name])
+                    after = instance.get_run_by_id(run.run_id)
+                    new_id = after.tags.get(AUTO_RETRY_RUN_ID_TAG) if after else None
+            except Exception:  # noqa: BLE001 - one run's failed retry must not stop the sweep or the sensor
+                instance.report_engine_event("orphaned_run_sensor failed to retry the run", run,
+                                             engine_event_data=EngineEventData(
+                                                 error=serializable_error_info_from_exc_info(sys.exc_info())))
+            if new_id is None:
+                instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "false"})
+            done.append((run, new_id))
     return done

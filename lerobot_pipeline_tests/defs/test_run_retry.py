@@ -123,3 +123,27 @@ def test_the_orphan_sensor_runs_the_sweep(instance, job_defs, monkeypatch):
     result = sensors.orphaned_run_sensor(dg.build_sensor_context(instance=instance))
     assert "retried 1 run(s) Dagster's run-retry daemon missed" in result.skip_message
     assert len(_children(instance, failed)) == 1
+
+
+def test_a_run_dagster_declines_to_retry_is_tagged_and_left_alone(instance, job_defs):
+    """Dagster's retry_run gives up on a run whose repository is gone (an engine event says so): the sweep
+    tags it will_retry=false, as Dagster's daemon does, instead of trying again every tick for a day."""
+    from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+
+    good = _job_origin(convert_episode_job.name)
+    gone = RemoteJobOrigin(repository_origin=RemoteRepositoryOrigin(
+        code_location_origin=good.repository_origin.code_location_origin, repository_name="renamed_away"),
+        job_name=convert_episode_job.name)
+    run = instance.create_run_for_job(job_def=job_defs[convert_episode_job.name],
+                                      status=dg.DagsterRunStatus.STARTING, remote_job_origin=gone,
+                                      tags={"dagster/partition": KEY, "dagster/max_retries": "1"})
+    instance.report_run_failed(run)
+    instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
+
+    ((swept, new_id),) = run_retry.retry_missed_runs(instance, sensors.WATCHED_JOBS, grace=0)
+    assert swept.run_id == run.run_id and new_id is None
+    assert instance.get_run_by_id(run.run_id).tags["dagster/will_retry"] == "false"
+    messages = [e.message for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+    assert any("Could not find repository" in m for m in messages), messages
+    assert run_retry.retry_missed_runs(instance, sensors.WATCHED_JOBS, grace=0) == []
+    assert _children(instance, run) == []
