@@ -29,17 +29,17 @@ def _in_flight(instance: dg.DagsterInstance, job: str, tags: dict[str, str]) -> 
     return bool(instance.get_run_records(dg.RunsFilter(job_name=job, statuses=IN_FLIGHT, tags=tags), limit=1))
 
 
-def _conversions_in_flight(instance: dg.DagsterInstance, strategy: str) -> bool:
-    """A conversion run of ``strategy`` is queued or running: one partition (its strategy tag) or a backfill
-    batch (the range tags ``<episode>|<strategy>``)."""
+def _conversions_in_flight(instance: dg.DagsterInstance, strategy: str) -> float | None:
+    """When the oldest queued or running conversion run of ``strategy`` was created (None: there is none): one
+    partition (its strategy tag) or a backfill batch (the range tags ``<episode>|<strategy>``)."""
     in_flight = dg.RunsFilter(job_name=convert_episode_job.name, statuses=IN_FLIGHT)
+    created = []
     for rec in instance.get_run_records(in_flight, limit=100):
         tags = rec.dagster_run.tags
-        if tags.get("dagster/partition/strategy") == strategy:
-            return True
-        if tags.get("dagster/asset_partition_range_start", "").endswith(f"|{strategy}"):
-            return True
-    return False
+        if (tags.get("dagster/partition/strategy") == strategy
+                or tags.get("dagster/asset_partition_range_start", "").endswith(f"|{strategy}")):
+            created.append(rec.create_timestamp.timestamp())
+    return min(created) if created else None
 
 
 def _last_assembly_age(instance: dg.DagsterInstance, strategy: str) -> float:
@@ -65,7 +65,8 @@ def _last_assembly_age(instance: dg.DagsterInstance, strategy: str) -> float:
     description=(
         "Re-assembles a strategy's dataset when its committed episodes differ from what the dataset holds "
         "(compares the store with meta/provenance.jsonl; works past 100 episodes). Bounded: one assembly in "
-        "flight per strategy, and while conversions are still running at most one per quiet period."
+        "flight per strategy, and while conversions are still running at most one per quiet period (counted "
+        "from their start before the first assembly: each conversion run assembles the dataset as it ends)."
     ),
 )
 def dataset_refresh_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
@@ -80,10 +81,16 @@ def dataset_refresh_sensor(context: dg.SensorEvaluationContext, pipeline: Pipeli
         if _in_flight(context.instance, dataset_job.name, {"dagster/partition": strategy}):
             waiting.append(f"{strategy}: assembly in flight")
             continue
-        busy = _conversions_in_flight(context.instance, strategy)
-        if busy and _last_assembly_age(context.instance, strategy) < QUIET_SECONDS:
-            waiting.append(f"{strategy}: conversions running, last assembly < {QUIET_SECONDS}s ago")
-            continue
+        busy_since = _conversions_in_flight(context.instance, strategy)
+        if busy_since is not None:
+            age = _last_assembly_age(context.instance, strategy)
+            if age == float("inf") and pipeline.assemble_after_convert:
+                # never assembled yet, but the conversion runs assemble as they end: the first of them is due
+                # (a refresh now would run beside it); wait for it up to a quiet period from their start
+                age = time.time() - busy_since
+            if age < QUIET_SECONDS:
+                waiting.append(f"{strategy}: conversions running, last assembly < {QUIET_SECONDS}s ago")
+                continue
         requests.append(dg.RunRequest(
             partition_key=strategy, run_key=f"dataset:{strategy}:{want}:{','.join(stale)}",
             asset_selection=[DATASET_KEYS[fmt] for fmt in stale], tags={"lerobot_pipeline/trigger": "refresh"}))

@@ -241,6 +241,22 @@ def test_orphan_sensor_finds_the_worker_pid_of_a_real_run(converted):
     assert isinstance(result, dg.SkipReason) and "none with a dead worker" in result.skip_message
 
 
+def test_refresh_leaves_the_first_assembly_to_conversion_runs_that_assemble_as_they_end(converted, monkeypatch):
+    """With in-run assembly (the default) a conversion in flight will assemble the dataset when it ends: before
+    the first assembly the refresh waits for it (seen in CI: a refresh launched between a backfill run's first
+    commit and its own assembly), for at most a quiet period from the conversions' start."""
+    w, keys = converted
+    w.pipeline = w.pipeline.replace(assemble_after_convert=True)
+    _fake_run(w, "convert_episode_job", dg.DagsterRunStatus.STARTED,
+              {"dagster/asset_partition_range_start": f"{keys[0]}|nearest",
+               "dagster/asset_partition_range_end": f"{keys[1]}|nearest"})
+    if sensors.QUIET_SECONDS >= 30:
+        result = refresh(w)
+        assert isinstance(result, dg.SkipReason) and "nearest: conversions running" in result.skip_message
+    monkeypatch.setattr(sensors, "QUIET_SECONDS", 0)  # the conversions have run longer than a quiet period
+    assert set(_requests(refresh(w))) == {"nearest"}
+
+
 def test_refresh_counts_a_backfill_batch_as_conversions_in_flight(converted):
     if sensors.QUIET_SECONDS < 30:
         pytest.skip(f"LEROBOT_PIPELINE_REFRESH_QUIET_SECONDS={sensors.QUIET_SECONDS} is too short to observe the wait")
