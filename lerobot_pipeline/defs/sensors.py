@@ -14,7 +14,7 @@ from lerobot_pipeline.defs.jobs import convert_episode_job, dataset_job
 from lerobot_pipeline.defs.partitions import EPISODE_DIM, episode_partitions, multi_key
 from lerobot_pipeline.defs.resources import PipelineResource
 from lerobot_pipeline.defs.run_launcher import HOST_TAG  # in-process and warm-launched runs: the host whose pids count
-from lerobot_pipeline.defs.run_retry import retry_missed_runs
+from lerobot_pipeline.defs.run_retry import GRACE_SECONDS, retry_missed_runs
 from lerobot_pipeline.errors import PipelineError
 from lerobot_pipeline.ids import STRATEGIES
 
@@ -255,8 +255,8 @@ def lost_celery_steps(context, runs: list[dg.DagsterRun]) -> list[str]:
         "killed mid-run), so run retries convert the episode again instead of it staying 'started' for ever "
         "and holding a run-queue slot. Dagster's default run launcher cannot check worker health itself. "
         "Judges pids of this host only; steps lost with a dead Celery worker (no ping reply) are sent again. "
-        "Also retries, once, a failed run Dagster marked will-retry but did not retry within 30 s (with SQLite "
-        "storage its run-retry daemon can miss one: docs/reliability.md)."
+        f"Also retries, once, a failed run Dagster marked will-retry but did not retry within {GRACE_SECONDS:g} s "
+        "(with SQLite storage its run-retry daemon can miss one: docs/reliability.md)."
     ),
 )
 def orphaned_run_sensor(context: dg.SensorEvaluationContext):
