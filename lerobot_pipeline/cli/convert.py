@@ -16,7 +16,7 @@ from pathlib import Path
 from lerobot_pipeline.cli.progress import Progress
 from lerobot_pipeline.config import PipelineConfig, load_config
 from lerobot_pipeline.core import features as F
-from lerobot_pipeline.core.camera_videos import prestart_video_pool
+from lerobot_pipeline.core.camera_videos import prestart_video_pool, usable_cpus
 from lerobot_pipeline.core.convert import PendingEpisode, start_episode
 from lerobot_pipeline.core.dataset import DatasetSummary, assemble_dataset
 from lerobot_pipeline.core.fsutil import remove_dead_staging, scratch_writes
@@ -86,7 +86,7 @@ def convert_dataset(
 ) -> ConvertOutcome:
     """Convert the episodes under ``raw_root`` into one dataset at ``output`` (replaced atomically).
 
-    ``jobs`` worker processes encode videos (default: one per core); episodes are
+    ``jobs`` worker processes encode videos (default: one per usable core); episodes are
     pipelined, so the workers stay busy across episode boundaries.
     """
     t0 = time.monotonic()
@@ -95,7 +95,7 @@ def convert_dataset(
         raise DatasetError(f"refusing to replace {output}: it exists and is not a dataset written by lerobot_pipeline")
     if episode_id is not None:
         validate_episode_id(episode_id)
-    workers = jobs or os.cpu_count() or 1
+    workers = jobs or usable_cpus()
     if workers < 1:
         raise ConfigError("--jobs", f"expected at least 1 worker, got {workers}")
     pool = prestart_video_pool(workers)  # its processes start while the episodes are found and the first is read
@@ -238,7 +238,7 @@ def register(sub) -> None:
     p.add_argument("--source", help="source (rig) name recorded in provenance (default 'local')")
     p.add_argument("--episode-id", metavar="ID", help="convert only this episode")
     p.add_argument("--jobs", "-j", type=int, metavar="N",
-                   help="worker processes encoding videos (default: one per core); "
+                   help="worker processes encoding videos (default: one per core this process may use); "
                    "episodes are pipelined so every worker stays busy")
     p.set_defaults(func=cmd_convert)
 

@@ -203,8 +203,16 @@ class _InlineExecutor(Executor):
 _inline = _InlineExecutor()
 
 
+def usable_cpus() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, a container's cpuset), else all of them."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def default_jobs(config: PipelineConfig) -> int:
-    return max(1, min(len(config.cameras), os.cpu_count() or 1))
+    return max(1, min(len(config.cameras), usable_cpus()))
 
 
 def _forkserver_context() -> Any:  # multiprocessing's context classes are not public types

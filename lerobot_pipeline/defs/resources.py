@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from lerobot_pipeline.config import PipelineConfig, load_config
 from lerobot_pipeline.core.episode_writer import episode_store_dir
@@ -17,6 +17,20 @@ from lerobot_pipeline.errors import ConfigError
 from lerobot_pipeline.ids import parse_episode_key
 from lerobot_pipeline.shipped import configs_dir
 from lerobot_pipeline.sources import SourceRegistry
+
+VIDEO_WORKERS_ENV = "LEROBOT_PIPELINE_VIDEO_WORKERS"
+
+
+def default_video_workers() -> int:
+    from lerobot_pipeline.core.camera_videos import usable_cpus
+
+    value = os.environ.get(VIDEO_WORKERS_ENV)
+    if not value:
+        return usable_cpus()
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(VIDEO_WORKERS_ENV, f"expected a whole number of processes >= 1, got {value!r}")
+    return int(value)
+
 
 PACKAGE_CONFIGS = configs_dir()  # the shipped configs; LEROBOT_PIPELINE_CONFIG_DIR points elsewhere
 OVERRIDES_TAG = "lerobot_pipeline/config_overrides"  # JSON of per-episode overrides from a queue message
@@ -33,7 +47,9 @@ class PipelineResource(dg.ConfigurableResource):
     work_dir: str
     config_dir: str = str(PACKAGE_CONFIGS)
     redis_config: str | None = None
-    video_workers: int = max(1, os.cpu_count() or 1)  # processes encoding one step's videos
+    # processes encoding one step's videos: the cores this process may use (a Celery worker pinned to a
+    # cpuset uses those), or LEROBOT_PIPELINE_VIDEO_WORKERS
+    video_workers: int = Field(default_factory=default_video_workers)
     # a conversion run assembles its strategy's dataset right after its commits (else: dataset_refresh_sensor)
     assemble_after_convert: bool = True
     # dataset formats kept current (conversion runs, dataset_refresh_sensor); the others build on demand
