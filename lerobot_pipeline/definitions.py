@@ -49,7 +49,12 @@ def warm_run_worker() -> None:
     """Called by a spare run worker (defs/run_worker.py) once it has imported this module, before it has a run:
     what a conversion step would otherwise do on its first episode, while the video workers wait. Imports
     pandas (pyarrow's first ``pa.array`` loads it, 0.25 s) and matplotlib (the joint plot, 0.4 s), and starts
-    the video workers' forkserver (0.35 s of PyAV/OpenCV imports)."""
+    the video workers' forkserver (0.35 s of PyAV/OpenCV imports). Not when the steps run on Celery workers: this
+    process then only orchestrates, and the warm-up would only take CPU from the workers on this host."""
+    from lerobot_pipeline.defs.executors import executor_settings
+
+    if executor_settings().kind == "celery":
+        return
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
     import pandas  # noqa: F401

@@ -140,3 +140,45 @@ def test_a_dead_pid_counts_only_on_the_runs_own_host(pipeline_world):
     assert sensors.run_worker_dead(pipeline_world.instance, rec)
     rec, _ = _started_run_with_dead_pid(pipeline_world, {sensors.HOST_TAG: "rig-hub-2"})
     assert sensors.run_worker_dead(pipeline_world.instance, rec) is None  # another host's pid: not judged here
+
+
+# ----------------------------------------------------------------------------- a worker's share of its host
+
+_VIDEO_WORKERS = ("from lerobot_pipeline.defs.resources import PipelineResource; "
+                  "print(PipelineResource(work_dir='/nonexistent').video_workers)")
+
+
+def _video_workers(env: dict[str, str], cpus: set[int] | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-c", _VIDEO_WORKERS], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "LEROBOT_PIPELINE_VIDEO_WORKERS"} | env,
+                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+
+
+def test_a_steps_video_pool_follows_the_cores_its_process_may_use():
+    import os
+
+    first = min(os.sched_getaffinity(0))
+    assert _video_workers({}, {first}).stdout.strip() == "1"  # a worker pinned to one core (taskset, a cpuset)
+    assert _video_workers({}).stdout.strip() == str(len(os.sched_getaffinity(0)))
+    assert _video_workers({"LEROBOT_PIPELINE_VIDEO_WORKERS": "3"}, {first}).stdout.strip() == "3"  # the setting wins
+    bad = _video_workers({"LEROBOT_PIPELINE_VIDEO_WORKERS": "two"})
+    assert bad.returncode != 0 and "LEROBOT_PIPELINE_VIDEO_WORKERS" in bad.stderr and "'two'" in bad.stderr
+
+
+_WARM = ("import sys, multiprocessing.forkserver as fs, lerobot_pipeline.definitions as d; d.warm_run_worker(); "
+         "print('matplotlib' in sys.modules, 'pandas' in sys.modules, fs._forkserver._forkserver_pid is not None)")
+
+
+def test_a_spare_run_worker_warms_the_step_only_when_the_step_runs_in_it(tmp_path):
+    """In-process steps: the spare imports what the first episode needs and starts the video forkserver. With
+    Celery the run process only orchestrates: warming would take CPU from the workers for nothing."""
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LEROBOT_PIPELINE_")}
+    run = lambda env: subprocess.run([sys.executable, "-c", _WARM], capture_output=True, text=True,  # noqa: E731
+                                     timeout=120, env=base | _env(tmp_path, **env)).stdout.split()
+    assert run({"LEROBOT_PIPELINE_EXECUTOR": "in_process"}) == ["True", "True", "True"]
+    assert run({"LEROBOT_PIPELINE_EXECUTOR": "celery", "LEROBOT_PIPELINE_CELERY_BROKER": BROKER}) == \
+        ["False", "False", "False"]
