@@ -128,13 +128,14 @@ def launch_backfill(instance, work: Path, strategy: str, keys: list[str], tag: s
     """Request a backfill: one run per batch of partitions. Writes the request for backfill_sensor (run by
     the daemon), then, if ``direct``, queues the runs itself at once (defs/backfill_submit.py; the sensor
     fills in any it could not). Returns the number of runs it will launch."""
-    from lerobot_pipeline.defs.backfill_sensor import batch_run_request, plan_batches
+    from lerobot_pipeline.defs.backfill_sensor import batch_run_request, parallel_steps, plan_batches
     from lerobot_pipeline.defs.episode_assets import backfill_batch
     from lerobot_pipeline.defs.partitions import EPISODE_DIM
 
     if not keys:
         raise DatasetError("no registered episodes to backfill: run `lerobot-pipeline register` first")
-    batches = plan_batches(instance.get_dynamic_partitions(EPISODE_DIM), keys, backfill_batch())
+    batches = plan_batches(instance.get_dynamic_partitions(EPISODE_DIM), keys, backfill_batch(),
+                           parallel_steps(instance))
     if direct:
         from lerobot_pipeline.defs.backfill_submit import can_submit, submit_backfill_runs
 

@@ -14,6 +14,7 @@ that the run keys fill in whatever batch a killed CLI did not queue.
 """
 
 import json
+import math
 import re
 import time
 
@@ -31,13 +32,25 @@ KEEP_IDS = 1000  # request ids the cursor remembers
 DIRECT_GRACE_SECONDS = 60  # a direct request is the CLI's until then (it stops submitting at half of it)
 
 
-def plan_batches(registered: list[str], selected: list[str], batch: int) -> list[tuple[str, str, int]]:
+def plan_batches(registered: list[str], selected: list[str], batch: int,
+                 parallel: int = 1) -> list[tuple[str, str, int]]:
     """(first key, last key, count) per run: ``selected`` in registration order, cut where it is not contiguous
-    in ``registered`` (a range covers every partition between its ends) and every ``batch`` keys."""
+    in ``registered`` (a range covers every partition between its ends) and every ``size`` keys.
+
+    Runs hold at most ``batch`` keys, come in a multiple of ``parallel`` (the steps that can run at once, so no
+    slot idles through the last round) and are even: 20 keys with batch 10 on 4 slots make 4 runs of 5, 24 on 2
+    slots 4 runs of 6 (not 10, 10, 4), 12 on 1 slot 2 runs of 6 (not 10 and 2).
+    """
+    n = len(set(selected) & set(registered))
+    if n == 0:
+        return []
+    parallel = max(1, parallel)
+    n_runs = min(n, math.ceil(math.ceil(n / max(1, batch)) / parallel) * parallel)
+    size = math.ceil(n / n_runs)
     chosen = set(selected)
     runs, current = [], []
     for key in registered:
-        if key in chosen and len(current) < batch:
+        if key in chosen and len(current) < size:
             current.append(key)
             continue
         if current:
@@ -46,6 +59,20 @@ def plan_batches(registered: list[str], selected: list[str], batch: int) -> list
     if current:
         runs.append((current[0], current[-1], len(current)))
     return runs
+
+
+def parallel_steps(instance: dg.DagsterInstance) -> int:
+    """How many conversion steps can run at once: the limit of pool ``video`` (set with ``dagster instance
+    concurrency set``, else the instance's ``default_limit``), capped by ``max_concurrent_runs``; 1 if unknown."""
+    try:
+        config = instance.get_concurrency_config()
+        limits = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
+        slots = limits.get("video", config.pool_config.default_pool_limit)
+        runs = config.run_queue_config.max_concurrent_runs if config.run_queue_config else None
+    except Exception:  # noqa: BLE001 - an older storage or no run queue: plan as for one slot
+        return 1
+    bounds = [int(v) for v in (slots, runs) if v is not None and int(v) > 0]
+    return max(1, min(bounds)) if bounds else 1
 
 
 def batch_run_request(backfill_id: str, n: int, strategy: str, first: str, last: str) -> dg.RunRequest:

@@ -7,7 +7,7 @@ import json
 import dagster as dg
 
 from lerobot_pipeline.cli import orchestrate
-from lerobot_pipeline.defs.backfill_sensor import RANGE_END, RANGE_START, backfill_sensor, plan_batches
+from lerobot_pipeline.defs.backfill_sensor import RANGE_END, RANGE_START, backfill_sensor, parallel_steps, plan_batches
 from lerobot_pipeline.defs.partitions import multi_key
 
 
@@ -18,6 +18,40 @@ def test_plan_batches_cuts_at_gaps_and_at_the_batch_size():
     assert plan_batches(reg, ["a", "c", "d", "e", "g"], 10) == [("a", "a", 1), ("c", "e", 3), ("g", "g", 1)]
     assert plan_batches(reg, ["g", "a"], 10) == [("a", "a", 1), ("g", "g", 1)]  # registration order
     assert plan_batches(reg, [], 3) == []
+
+
+def sizes(runs):
+    return [count for _, _, count in runs]
+
+
+def test_plan_batches_gives_every_parallel_slot_a_run_and_evens_the_runs():
+    reg = [f"e{i:02d}" for i in range(20)]
+    assert sizes(plan_batches(reg, reg, 10, parallel=1)) == [10, 10]
+    assert sizes(plan_batches(reg, reg, 10, parallel=2)) == [10, 10]
+    assert sizes(plan_batches(reg, reg, 10, parallel=4)) == [5, 5, 5, 5]  # 4 slots: not 2 runs and 2 idle
+    assert sizes(plan_batches(reg, reg, 10, parallel=3)) == [7, 7, 6]
+    assert sizes(plan_batches(reg[:12], reg[:12], 10, parallel=1)) == [6, 6]  # not 10 then 2
+    assert sizes(plan_batches(reg[:3], reg[:3], 10, parallel=8)) == [1, 1, 1]
+    more = [f"e{i:02d}" for i in range(24)]
+    assert sizes(plan_batches(more, more, 10, parallel=2)) == [6, 6, 6, 6]  # two rounds of two, not 10, 10, 4
+    assert sizes(plan_batches(more, more, 10, parallel=1)) == [8, 8, 8]
+    runs = plan_batches(reg, reg, 10, parallel=4)
+    assert [(a, b) for a, b, _ in runs] == [(reg[i], reg[i + 4]) for i in (0, 5, 10, 15)]
+
+
+def test_parallel_steps_reads_the_video_pool_and_the_run_limit(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "telemetry: {enabled: false}\n"
+        "concurrency:\n  runs: {max_concurrent_runs: 3}\n  pools: {default_limit: 2}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert parallel_steps(instance) == 2  # the pool's default limit
+        instance.event_log_storage.set_concurrency_slots("video", 5)
+        assert parallel_steps(instance) == 3  # 5 slots, but only 3 runs at once
+        instance.event_log_storage.set_concurrency_slots("video", 1)
+        assert parallel_steps(instance) == 1
 
 
 def tick(w, cursor=None):
@@ -32,6 +66,7 @@ def test_sensor_turns_a_request_into_batched_runs_once(pipeline_world, monkeypat
         w.record(f"episode_{i:04d}", index=i)
     keys = w.register()
     monkeypatch.setenv("LEROBOT_PIPELINE_BACKFILL_BATCH", "2")
+    w.instance.event_log_storage.set_concurrency_slots("video", 1)  # one step at a time: runs of the batch size
     n = orchestrate.launch_backfill(w.instance, w.work, "window", keys, "0123456789ab", direct=False)
     assert n == 3
     result = tick(w)
@@ -73,6 +108,7 @@ def test_direct_launch_queues_the_runs_the_sensor_would_and_the_sensor_then_adds
     with dg.instance_for_test(temp_dir=str(w.tmp / "queued_home"), overrides=queued) as instance:
         instance.add_dynamic_partitions("episode", keys)
         w.instance = instance
+        instance.event_log_storage.set_concurrency_slots("video", 1)
         assert orchestrate.launch_backfill(instance, w.work, "window", keys, "00aa11bb22cc") == 2
         runs = sorted(instance.get_runs(dg.RunsFilter(tags={"lerobot_pipeline/backfill": "00aa11bb22cc"})),
                       key=lambda r: r.tags["dagster/run_key"])
