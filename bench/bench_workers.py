@@ -1,12 +1,18 @@
 """Celery worker pool benchmark: a backfill of N sample episodes on 1 vs 2 local workers. Prints a table.
 
-    .venv/bin/python bench/bench_workers.py                 # 20 episodes, 5 s, 224x224, 1 and 2 workers
+    .venv/bin/python bench/bench_workers.py                 # 24 episodes, 20 s, 224x224, 1 and 2 workers
     .venv/bin/python bench/bench_workers.py --smoke         # 2 tiny episodes on 2 workers: ~1 min, checks the set-up
 
 Each configuration gets fresh throwaway services (redis-server, PostgreSQL on 127.0.0.1), a real
 dagster-daemon and N ``lerobot-pipeline worker start`` processes (concurrency 1 each). Wall time runs
-from the backfill launch to every conversion run finished; the dataset assembly is timed apart.
-Episodes/hour per worker = episodes / wall hours / workers. On a shared machine, run it twice.
+from the backfill launch to every conversion run finished (each run assembles the dataset as it ends).
+
+A worker stands for one machine: worker i is pinned to ``--cores-per-worker`` cores of its own (default
+1, so 2 workers use this 2-core machine's two cores, as ``convert --jobs 2`` does), and its steps size
+their video pools to those cores. The daemon, the run processes and the services are not pinned. The
+backfill is cut as ``lerobot-pipeline backfill`` cuts it: even runs, at least one per ``video`` slot (one
+slot per worker). Episodes/hour per worker = episodes / wall hours / workers; worker CPU s is what the
+workers' processes used in that time, busy = worker CPU / (wall × workers).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ def run_once(base: Path, workers: int, args) -> dict:
     from lerobot_pipeline.core.dataset import read_provenance
     from lerobot_pipeline.daemon import DaemonProcess
     from lerobot_pipeline.defs.resources import PipelineResource
+    from lerobot_pipeline.ids import STRATEGIES
     from lerobot_pipeline.localcluster import WorkerProcess, deployment_env, postgres_cluster, write_instance_yaml
     from lerobot_pipeline.streaming.embedded import start_embedded
 
@@ -37,14 +44,13 @@ def run_once(base: Path, workers: int, args) -> dict:
     work.mkdir(parents=True)
     with start_embedded(db=0) as redis_server, postgres_cluster() as pg_env:
         env = {**os.environ, **deployment_env(redis_server.url, pg_env, base / "redis.yaml"),
-               "DAGSTER_HOME": str(home), "LEROBOT_PIPELINE_WORK_DIR": str(work),
-               "LEROBOT_PIPELINE_REFRESH_SECONDS": "2",
-               "LEROBOT_PIPELINE_BACKFILL_BATCH": "1"}  # one episode per run: runs spread over the workers
+               "DAGSTER_HOME": str(home), "LEROBOT_PIPELINE_WORK_DIR": str(work)}
         os.environ.update(env)
-        write_instance_yaml(home, max_runs=2 * workers + 1, video_slots=workers)
+        write_instance_yaml(home, max_runs=2 * workers + 1, video_slots=workers, warm_launcher=args.launcher == "warm")
         instance = dg.DagsterInstance.get()
         keys, _ = register_episodes(instance, work, args.raw, "bench")
-        pool = [WorkerProcess(f"bench{i}", env, base / f"worker{i}.log") for i in range(workers)]
+        pool = [WorkerProcess(f"bench{i}", env, base / f"worker{i}.log", cpus=_cores(i, args.cores_per_worker))
+                for i in range(workers)]
         daemon = DaemonProcess(env, base / "daemon.log")
         try:
             for w in pool:
@@ -55,38 +61,88 @@ def run_once(base: Path, workers: int, args) -> dict:
                     raise SystemExit(f"workers not ready, see {base}/worker*.log")
                 time.sleep(0.5)
             daemon.start()
+            if args.warm_up:
+                # a cluster that has run before: the daemon's code server, the launcher and its spares, each worker's
+                # first task (imports, forkserver) are ready. The warm-up converts with another strategy.
+                other = next(s for s in STRATEGIES if s != args.strategy)
+                warm = uuid.uuid4().hex[:12]
+                wait_for_backfill(instance, warm, launch_backfill(instance, work, other, keys[:workers], warm),
+                                  args.timeout)
+                time.sleep(args.warm_up)
             tag = uuid.uuid4().hex[:12]
-            t0 = time.monotonic()
+            cpu0 = _tree_cpu(pool)
+            t0, wall0 = time.monotonic(), time.time()
             n_runs = launch_backfill(instance, work, args.strategy, keys, tag)
             res = wait_for_backfill(instance, tag, n_runs, args.timeout)
             t_runs = time.monotonic() - t0
+            worker_cpu = _tree_cpu(pool) - cpu0
             dataset = PipelineResource(work_dir=str(work)).dataset_dir(args.strategy)
             while (time.monotonic() - t0 < args.timeout
                    and len({r["episode_key"] for r in read_provenance(dataset)}) < len(keys)):
                 time.sleep(0.5)
             t_dataset = time.monotonic() - t0
+            if args.breakdown:
+                from bench_backfill import print_breakdown
+
+                print(f"{workers} worker(s): where the time went")
+                print_breakdown(instance, tag, wall0, t_dataset)
         finally:
             daemon.stop()
             for w in pool:
                 w.stop()
             instance.dispose()
-    return {"workers": workers, "ok": res.get("succeeded"), "runs_s": t_runs, "dataset_s": t_dataset}
+    return {"workers": workers, "ok": res.get("succeeded"), "runs": n_runs, "runs_s": t_runs, "dataset_s": t_dataset,
+            "worker_cpu_s": worker_cpu}
+
+
+def _tree_cpu(pool) -> float:
+    """CPU seconds (user + sys) used so far by the workers' processes and their live children."""
+    import psutil
+
+    total = 0.0
+    for w in pool:
+        try:
+            root = psutil.Process(w.proc.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def _cores(i: int, per_worker: int) -> set[int] | None:
+    """Worker i's cores: the i-th group of ``per_worker`` (wrapping round); None (unpinned) for 0."""
+    if per_worker <= 0:
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return {cpus[(i * per_worker + k) % len(cpus)] for k in range(per_worker)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--episodes", type=int, default=24)
+    p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--size", default="224x224")
     p.add_argument("--strategy", default="nearest")
     p.add_argument("--workers", help="comma-separated pool sizes to compare (default 1,2; --smoke: 2)")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--cores-per-worker", type=int, default=1,
+                   help="cores each worker is pinned to (default 1: a one-core machine per worker; 0: unpinned)")
+    p.add_argument("--launcher", choices=("warm", "default"), default="warm",
+                   help="run launcher: the shipped WarmRunLauncher (configs/dagster.yaml's block) or Dagster's own")
+    p.add_argument("--warm-up", type=float, default=5.0, metavar="S",
+                   help="before timing, convert one episode per worker with another strategy and wait S s "
+                   "(a cluster that has run before); 0: time a cold start")
+    p.add_argument("--breakdown", action="store_true", help="print each run's milestones (queued, started, "
+                   "step start, first/last episode committed, assembled)")
+    p.add_argument("--target", type=float, default=1.8, help="speed-up of the largest pool over the first to pass")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (raw data, logs)")
     p.add_argument("--smoke", action="store_true",
                    help="2 episodes of 1 s at 64x48 on 2 workers: a check of the set-up")
     args = p.parse_args()
     if args.smoke:
-        args.episodes, args.seconds, args.size = 2, 1.0, "64x48"
+        args.episodes, args.seconds, args.size, args.warm_up = 2, 1.0, "64x48", 0.0
     args.workers = args.workers or ("2" if args.smoke else "1,2")
 
     from lerobot_pipeline.sample_data import generate_dataset
@@ -104,15 +160,23 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+    pinned = (f"each pinned to {args.cores_per_worker} core(s)" if args.cores_per_worker > 0 else "unpinned")
     print(f"\nbackfill of {args.episodes} episodes × {args.strategy} ({args.seconds:g} s, 3 cameras {args.size}), "
-          f"{os.cpu_count()} CPU(s), Celery workers of concurrency 1" + (f"; kept {root}" if args.keep else ""))
-    print(f"{'workers':>7}  {'succeeded':>9}  {'runs done s':>11}  {'dataset s':>9}  {'speed-up':>8}  "
-          f"{'ep/h/worker':>11}")
+          f"{os.cpu_count()} CPU(s), Celery workers of concurrency 1 {pinned}"
+          + (f"; kept {root}" if args.keep else ""))
+    print(f"{'workers':>7}  {'runs':>4}  {'succeeded':>9}  {'runs done s':>11}  {'dataset s':>9}  {'speed-up':>8}  "
+          f"{'ep/h/worker':>11}  {'worker CPU s':>12}  {'busy':>5}")
     base = rows[0]["runs_s"]
     for r in rows:
         per_worker = args.episodes / (r["runs_s"] / 3600) / r["workers"]
-        print(f"{r['workers']:>7}  {r['ok']!s:>9}  {r['runs_s']:>11.1f}  {r['dataset_s']:>9.1f}  "
-              f"{base / r['runs_s']:>7.2f}x  {per_worker:>11.0f}")
+        print(f"{r['workers']:>7}  {r['runs']:>4}  {r['ok']!s:>9}  {r['runs_s']:>11.1f}  {r['dataset_s']:>9.1f}  "
+              f"{base / r['runs_s']:>7.2f}x  {per_worker:>11.0f}  {r['worker_cpu_s']:>12.1f}  "
+              f"{r['worker_cpu_s'] / (r['runs_s'] * r['workers']):>5.0%}")
+    if len(rows) > 1:
+        speed_up = base / rows[-1]["runs_s"]
+        verdict = "PASS" if speed_up >= args.target else "FAIL"
+        print(f"{rows[-1]['workers']} workers vs {rows[0]['workers']}: {speed_up:.2f}x (target >= {args.target:g}x): "
+              f"{verdict}")
 
 
 if __name__ == "__main__":

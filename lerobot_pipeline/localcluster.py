@@ -78,11 +78,17 @@ def postgres_cluster(user: str = "dagster", db: str = "dagster") -> Iterator[dic
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_instance_yaml(home: Path, max_runs: int, video_slots: int) -> Path:
-    """configs/dagster_postgres.yaml into ``home``, runs in flight and the video pool sized for the pool."""
+def write_instance_yaml(home: Path, max_runs: int, video_slots: int, warm_launcher: bool = False) -> Path:
+    """configs/dagster_postgres.yaml into ``home``, runs in flight and the video pool sized for the pool;
+    ``warm_launcher``: with configs/dagster.yaml's ``run_launcher`` block (WarmRunLauncher) copied over."""
     text = (REPO_ROOT / "configs" / "dagster_postgres.yaml").read_text()
     text = text.replace("max_concurrent_runs: 8", f"max_concurrent_runs: {max_runs}")
     text = text.replace("default_limit: 4", f"default_limit: {video_slots}")
+    if warm_launcher:
+        import re
+
+        one_host = (REPO_ROOT / "configs" / "dagster.yaml").read_text()
+        text += re.search(r"^run_launcher:.*\n(^  .*\n)+", one_host, flags=re.M).group(0)
     Path(home).mkdir(parents=True, exist_ok=True)
     (Path(home) / "dagster.yaml").write_text(text)
     return Path(home) / "dagster.yaml"
@@ -124,8 +130,12 @@ def _fresh_database(env: dict[str, str]) -> Iterator[dict[str, str]]:
 class WorkerProcess:
     """``lerobot-pipeline worker start`` in its own process group (wrapper, celery main, pool children)."""
 
-    def __init__(self, name: str, env: dict[str, str], log_path: Path, concurrency: int = 1):
+    def __init__(self, name: str, env: dict[str, str], log_path: Path, concurrency: int = 1,
+                 cpus: set[int] | None = None):
+        """``cpus``: pin the worker (and every process it starts) to these cores, as if it had a machine of that
+        size to itself; its steps' video pools are sized to them (``usable_cpus``)."""
         self.name, self.env, self.log_path, self.concurrency = name, env, Path(log_path), concurrency
+        self.cpus = cpus
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -138,7 +148,8 @@ class WorkerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [exe, "worker", "start", "-n", self.name, "-c", str(self.concurrency)], env=self.env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=(lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None)
         return self
 
     def ready(self) -> bool:
