@@ -8,8 +8,8 @@ dagster-daemon and N ``lerobot-pipeline worker start`` processes (concurrency 1 
 from the backfill launch to every conversion run finished (each run assembles the dataset as it ends).
 
 A worker stands for one machine: worker i is pinned to ``--cores-per-worker`` cores of its own (default
-1, so 2 workers use this 2-core machine's two cores, as ``convert --jobs 2`` does), and its steps size
-their video pools to those cores. The daemon, the run processes and the services are not pinned. The
+1, so 2 workers use this 2-core machine's two cores, as ``convert --jobs 2`` does; a step encodes in the
+worker's prefork child, one core per slot). The daemon, the run processes and the services are not pinned. The
 backfill is cut as ``lerobot-pipeline backfill`` cuts it: even runs, at least one per ``video`` slot (one
 slot per worker). Episodes/hour per worker = episodes / wall hours / workers; worker CPU s is what the
 workers' processes used in that time, busy = worker CPU / (wall × workers).

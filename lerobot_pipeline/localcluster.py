@@ -133,7 +133,7 @@ class WorkerProcess:
     def __init__(self, name: str, env: dict[str, str], log_path: Path, concurrency: int = 1,
                  cpus: set[int] | None = None):
         """``cpus``: pin the worker (and every process it starts) to these cores, as if it had a machine of that
-        size to itself; its steps' video pools are sized to them (``usable_cpus``)."""
+        size to itself."""
         self.name, self.env, self.log_path, self.concurrency = name, env, Path(log_path), concurrency
         self.cpus = cpus
         self.proc: subprocess.Popen | None = None
