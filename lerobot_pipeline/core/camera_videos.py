@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -158,9 +158,12 @@ class PendingVideos:
         return out
 
     def cancel(self) -> None:
-        for part_jobs in self._futures:
-            for _, fut in part_jobs:
-                fut.cancel()
+        """Cancel the jobs not yet started and wait for the ones running: afterwards nothing writes into the
+        version directory, so the caller may remove it (a running encoder would otherwise re-create it)."""
+        futures = [fut for part_jobs in self._futures for _, fut in part_jobs]
+        for fut in futures:
+            fut.cancel()
+        wait_futures(futures)
 
 
 def submit_videos(version_dir: Path, config: PipelineConfig, parts: Sequence[PartData],

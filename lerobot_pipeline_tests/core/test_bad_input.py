@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -112,6 +114,36 @@ def test_bad_first_base_frame_is_trimmed_and_the_video_still_sized(write_raw, ma
     (part,) = convert_episode(ref_of(root, cfg), cfg, tmp_path / "store")
     assert (part.report.trimmed_start, part.length, part.report.start_frame) == (1, 25, 1)
     assert part.report.capture_start_ns == T0_NS + PERIOD
+
+
+class _LateCamera(Executor):
+    """Encodes on threads, ``camera`` 0.5 s late: it is still being written when an earlier camera's undecodable
+    image fails the first attempt (the pool's own order: cam_left, cam_right, cam_head)."""
+
+    def __init__(self, camera: str):
+        self.camera, self._threads = camera, ThreadPoolExecutor(4)
+
+    def submit(self, fn, job, /):
+        delay = 0.5 if job.camera == self.camera else 0.0
+        return self._threads.submit(lambda: (time.sleep(delay), fn(job))[1])
+
+
+def test_undecodable_image_leaves_no_version_while_other_cameras_were_still_encoding(write_raw, make_config,
+                                                                                       tmp_path):
+    """The first attempt is thrown away only after its other cameras' encoders stopped writing into it (a
+    still-running encoder used to re-create the removed version directory, in 1 of ~6 suite runs)."""
+    root = write_raw()
+    path = frame_file(root, "cam_right", 7)
+    noise = np.random.default_rng(4).integers(0, 255, len(path.read_bytes()) - 4, dtype=np.uint8).tobytes()
+    path.write_bytes(b"\xff\xd8\xff" + noise.replace(b"\xff", b"\x00") + b"\xff\xd9")
+    cfg = make_config({"filtering.min_duration_sec": 0})
+    store = tmp_path / "store"
+    pool = _LateCamera("cam_head")
+    (part,) = convert_episode(ref_of(root, cfg), cfg, store, pool=pool)
+    pool._threads.shutdown(wait=True)  # whatever was still running has finished now
+    assert part.report.bad_images == {"cam_right": {path.name: "undecodable (found while encoding)"}}
+    versions = list((store / cfg.alignment.strategy / "local.episode_0001" / "versions").iterdir())
+    assert [v.name for v in versions] == [part.version]
 
 
 def test_jpeg_undecodable_past_the_structural_check_is_a_missing_frame(write_raw, make_config, tmp_path):
