@@ -41,13 +41,13 @@ def plan_batches(registered: list[str], selected: list[str], batch: int,
     slot idles through the last round) and are even: 20 keys with batch 10 on 4 slots make 4 runs of 5, 24 on 2
     slots 4 runs of 6 (not 10, 10, 4), 12 on 1 slot 2 runs of 6 (not 10 and 2).
     """
-    n = len(set(selected) & set(registered))
+    chosen = set(selected)
+    n = len(chosen.intersection(registered))
     if n == 0:
         return []
     parallel = max(1, parallel)
     n_runs = min(n, math.ceil(math.ceil(n / max(1, batch)) / parallel) * parallel)
     size = math.ceil(n / n_runs)
-    chosen = set(selected)
     runs, current = [], []
     for key in registered:
         if key in chosen and len(current) < size:

@@ -47,8 +47,8 @@ class PipelineResource(dg.ConfigurableResource):
     work_dir: str
     config_dir: str = str(PACKAGE_CONFIGS)
     redis_config: str | None = None
-    # processes encoding one step's videos: the cores this process may use (a Celery worker pinned to a
-    # cpuset uses those), or LEROBOT_PIPELINE_VIDEO_WORKERS
+    # processes encoding one in-process step's videos: the cores this process may use (taskset, a cpuset), or
+    # LEROBOT_PIPELINE_VIDEO_WORKERS (a Celery prefork child encodes inline whatever this says)
     video_workers: int = Field(default_factory=default_video_workers)
     # a conversion run assembles its strategy's dataset right after its commits (else: dataset_refresh_sensor)
     assemble_after_convert: bool = True
