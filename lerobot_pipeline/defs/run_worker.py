@@ -54,13 +54,21 @@ def _sources(module: str) -> dict[str, float]:
     return found
 
 
-def _interrupt_while_canceling(instance, run_id: str, done: threading.Event, resend_after: float = 0.5) -> None:
-    """Interrupt again while the run stays CANCELING: an interrupt that lands in a garbage-collector callback
-    is swallowed by Python ("Exception ignored in ..."), and the run would then go on to the end."""
+# How often a running run reads its own status. Each read is a run-storage query (two connections on PostgreSQL,
+# whose storage opens one per query), so a quarter second cost 8 connections a second per running run: the
+# largest single source of them in a Celery backfill (bench/bench_workers.py's PG sessions column).
+CANCEL_POLL_SECONDS = 1.0
+
+
+def _interrupt_while_canceling(instance, run_id: str, done: threading.Event, resend_after: float = 0.5,
+                               poll: float = CANCEL_POLL_SECONDS) -> None:
+    """Interrupt while the run is CANCELING: again after ``resend_after`` if the first one was lost (an interrupt
+    that lands in a garbage-collector callback is swallowed by Python, "Exception ignored in ...", and the run would
+    then go on to the end), and at all when the cancel came from a host that could not signal this process."""
     import dagster as dg
 
     since = None
-    while not done.wait(0.25):
+    while not done.wait(poll):
         run = instance.get_run_by_id(run_id)
         if run is None or run.status != dg.DagsterRunStatus.CANCELING:
             since = None
