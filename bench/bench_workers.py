@@ -18,6 +18,7 @@ workers' processes used in that time, busy = worker CPU / (wall × workers).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -37,13 +38,22 @@ def run_once(base: Path, workers: int, args) -> dict:
     from lerobot_pipeline.daemon import DaemonProcess
     from lerobot_pipeline.defs.resources import PipelineResource
     from lerobot_pipeline.ids import STRATEGIES
-    from lerobot_pipeline.localcluster import WorkerProcess, deployment_env, postgres_cluster, write_instance_yaml
+    from lerobot_pipeline.localcluster import (
+        WorkerProcess,
+        deployment_env,
+        pgbouncer_front,
+        postgres_cluster,
+        write_instance_yaml,
+    )
     from lerobot_pipeline.streaming.embedded import start_embedded
 
     home, work = base / "home", base / "work"
     work.mkdir(parents=True)
-    with start_embedded(db=0) as redis_server, postgres_cluster() as pg_env:
-        env = {**os.environ, **deployment_env(redis_server.url, pg_env, base / "redis.yaml"),
+    with contextlib.ExitStack() as stack:
+        redis_server = stack.enter_context(start_embedded(db=0))
+        pg_env = stack.enter_context(postgres_cluster())
+        client_env = stack.enter_context(pgbouncer_front(pg_env)) if args.pgbouncer else pg_env
+        env = {**os.environ, **deployment_env(redis_server.url, client_env, base / "redis.yaml"),
                "DAGSTER_HOME": str(home), "LEROBOT_PIPELINE_WORK_DIR": str(work)}
         os.environ.update(env)
         write_instance_yaml(home, max_runs=2 * workers + 1, video_slots=workers, warm_launcher=args.launcher == "warm")
@@ -70,12 +80,12 @@ def run_once(base: Path, workers: int, args) -> dict:
                                   args.timeout)
                 time.sleep(args.warm_up)
             tag = uuid.uuid4().hex[:12]
-            cpu0 = _tree_cpu(pool)
+            usage0 = _usage(pool, daemon, pg_env)
             t0, wall0 = time.monotonic(), time.time()
             n_runs = launch_backfill(instance, work, args.strategy, keys, tag)
             res = wait_for_backfill(instance, tag, n_runs, args.timeout)
             t_runs = time.monotonic() - t0
-            worker_cpu = _tree_cpu(pool) - cpu0
+            usage = {k: v - usage0[k] for k, v in _usage(pool, daemon, pg_env).items()}
             dataset = PipelineResource(work_dir=str(work)).dataset_dir(args.strategy)
             while (time.monotonic() - t0 < args.timeout
                    and len({r["episode_key"] for r in read_provenance(dataset)}) < len(keys)):
@@ -92,23 +102,71 @@ def run_once(base: Path, workers: int, args) -> dict:
                 w.stop()
             instance.dispose()
     return {"workers": workers, "ok": res.get("succeeded"), "runs": n_runs, "runs_s": t_runs, "dataset_s": t_dataset,
-            "worker_cpu_s": worker_cpu}
+            **usage}
 
 
-def _tree_cpu(pool) -> float:
-    """CPU seconds (user + sys) used so far by the workers' processes and their live children."""
+def _usage(pool, daemon, pg_env) -> dict:
+    """Counters read before and after the timed window: CPU seconds of the workers, of PostgreSQL, of the
+    daemon's tree (daemon, code server, run processes), of this process (the benchmark's own launch and polls) and
+    of the whole machine; PostgreSQL sessions opened."""
+    pg_cpu, pg_sessions = _pg_usage(pg_env)
+    return {"worker_cpu_s": _tree_cpu([w.proc.pid for w in pool]), "pg_cpu_s": pg_cpu, "pg_sessions": pg_sessions,
+            "daemon_cpu_s": _tree_cpu([daemon.proc.pid]), "self_cpu_s": sum(os.times()[:2]),
+            "machine_cpu_s": _machine_busy_s()}
+
+
+def _tree_cpu(pids) -> float:
+    """CPU seconds (user + sys) used so far by the process trees rooted at ``pids``: every live process's own time
+    plus what it has reaped of its exited children (their time lands in its children's times), so a run process
+    that came and went still counts."""
     import psutil
 
     total = 0.0
-    for w in pool:
+    for pid in pids:
         try:
-            root = psutil.Process(w.proc.pid)
+            root = psutil.Process(pid)
             for proc in [root, *root.children(recursive=True)]:
                 t = proc.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + t.children_user + t.children_system
         except psutil.Error:
             continue
     return total
+
+
+def _pg_usage(pg_env: dict[str, str]) -> tuple[float, int]:
+    """(CPU seconds, sessions opened) of the PostgreSQL server so far. CPU is the postmaster's own, its live
+    backends' and the exited ones' it has reaped (their time lands in its children's times), plus any PgBouncer's
+    on this machine; sessions counts the connections PostgreSQL itself has accepted to the database
+    (``pg_stat_database.sessions``; behind PgBouncer, its server connections). (0.0, 0) when the server is not a
+    local one this process can see."""
+    import psutil
+    import psycopg2
+
+    port = pg_env["DAGSTER_PG_PORT"]
+    postmaster = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["name"] == "postgres" and "-p" in cmd and cmd[cmd.index("-p") + 1:][:1] == [port]:
+            postmaster.append(proc.pid)
+    cpu = _tree_cpu(postmaster) + _tree_cpu([p.pid for p in psutil.process_iter(["name"])
+                                             if p.info["name"] == "pgbouncer"])
+    try:
+        with psycopg2.connect(host=pg_env["DAGSTER_PG_HOST"], port=port, user=pg_env["DAGSTER_PG_USER"],
+                              password=pg_env["DAGSTER_PG_PASSWORD"], dbname=pg_env["DAGSTER_PG_DB"]) as conn:
+            with conn.cursor() as cur:
+                cur.execute("select sessions from pg_stat_database where datname = current_database()")
+                sessions = int(cur.fetchone()[0])
+        conn.close()
+    except psycopg2.Error:
+        sessions = 0
+    return cpu, sessions
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (not idle or waiting for I/O), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _cores(i: int, per_worker: int) -> set[int] | None:
@@ -134,6 +192,9 @@ def main() -> None:
     p.add_argument("--warm-up", type=float, default=5.0, metavar="S",
                    help="before timing, convert one episode per worker with another strategy and wait S s "
                    "(a cluster that has run before); 0: time a cold start")
+    p.add_argument("--pgbouncer", action="store_true",
+                   help="put PgBouncer (session pooling) between every Dagster process and PostgreSQL, as "
+                   "docs/deployment.md advises; its CPU is counted with PostgreSQL's")
     p.add_argument("--breakdown", action="store_true", help="print each run's milestones (queued, started, "
                    "step start, first/last episode committed, assembled)")
     p.add_argument("--target", type=float, default=1.8, help="speed-up of the largest pool over the first to pass")
@@ -172,6 +233,15 @@ def main() -> None:
         print(f"{r['workers']:>7}  {r['runs']:>4}  {r['ok']!s:>9}  {r['runs_s']:>11.1f}  {r['dataset_s']:>9.1f}  "
               f"{base / r['runs_s']:>7.2f}x  {per_worker:>11.0f}  {r['worker_cpu_s']:>12.1f}  "
               f"{r['worker_cpu_s'] / (r['runs_s'] * r['workers']):>5.0%}")
+    print("\nwhere the machine's CPU went in that window (CPU s; control plane = all but the workers, in cores)")
+    print(f"{'workers':>7}  {'machine':>7}  {'workers':>7}  {'PostgreSQL':>10}  {'PG sessions':>11}  "
+          f"{'daemon tree':>11}  {'benchmark':>9}  {'rest':>5}  {'control plane':>13}")
+    for r in rows:
+        rest = r["machine_cpu_s"] - r["worker_cpu_s"] - r["pg_cpu_s"] - r["daemon_cpu_s"] - r["self_cpu_s"]
+        control = (r["machine_cpu_s"] - r["worker_cpu_s"]) / r["runs_s"]
+        print(f"{r['workers']:>7}  {r['machine_cpu_s']:>7.1f}  {r['worker_cpu_s']:>7.1f}  {r['pg_cpu_s']:>10.1f}  "
+              f"{r['pg_sessions']:>11}  {r['daemon_cpu_s']:>11.1f}  {r['self_cpu_s']:>9.1f}  {rest:>5.1f}  "
+              f"{control:>8.2f} cores")
     if len(rows) > 1:
         speed_up = base / rows[-1]["runs_s"]
         verdict = "PASS" if speed_up >= args.target else "FAIL"

@@ -1,4 +1,5 @@
-"""Throwaway local services for the multi-worker test and benchmark: PostgreSQL and Celery worker processes.
+"""Throwaway local services for the multi-worker test and benchmark: PostgreSQL (optionally behind PgBouncer) and
+Celery worker processes.
 
 Everything binds 127.0.0.1 (PostgreSQL also its own socket dir), lives in a temporary directory and is
 stopped by the context managers, by pid. Redis comes from ``streaming.embedded.start_embedded``.
@@ -75,6 +76,74 @@ def postgres_cluster(user: str = "dagster", db: str = "dagster") -> Iterator[dic
         if started:
             subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                            capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def pgbouncer_front(pg_env: dict[str, str], pool_size: int = 20) -> Iterator[dict[str, str]]:
+    """PgBouncer in front of the PostgreSQL server ``pg_env`` reaches; yields the DAGSTER_PG_* variables that reach it
+    through the pooler (127.0.0.1:<free port>).
+
+    Dagster's PostgreSQL storage opens a connection per query (SQLAlchemy ``NullPool``), and PostgreSQL forks a
+    backend for each: in a Celery backfill that was ~60 connections a second and a sixth of the machine's CPU
+    (bench/bench_workers.py). The pooler keeps ``pool_size`` server connections open and hands them to the
+    short-lived client connections (session pooling: a client keeps its server connection until it disconnects,
+    so nothing Dagster does inside one connection can see another client's state). Trust auth, for the local
+    cluster only; a deployment points it at its server with its own auth (docs/deployment.md).
+    """
+    exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(exe):
+        raise FileNotFoundError("pgbouncer not found (install the pgbouncer package)")
+    as_user = []
+    tmp = Path(tempfile.mkdtemp(prefix="lerobot_pgbouncer_"))
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        pw = pwd.getpwnam("postgres")
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    user = pg_env["DAGSTER_PG_USER"]
+    (tmp / "users.txt").write_text(f'"{user}" ""\n')
+    (tmp / "pgbouncer.ini").write_text(f"""[databases]
+{pg_env["DAGSTER_PG_DB"]} = host={pg_env["DAGSTER_PG_HOST"]} port={pg_env["DAGSTER_PG_PORT"]}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {tmp / "users.txt"}
+pool_mode = session
+default_pool_size = {pool_size}
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits,options
+logfile = {tmp / "pgbouncer.log"}
+""")
+    if as_user:
+        for f in tmp.iterdir():
+            os.chown(f, pw.pw_uid, pw.pw_gid)
+    proc = subprocess.Popen([*as_user, exe, str(tmp / "pgbouncer.ini")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log = (tmp / "pgbouncer.log").read_text() if (tmp / "pgbouncer.log").exists() else ""
+                    raise RuntimeError(f"pgbouncer did not start: {log[-2000:]}") from None
+                time.sleep(0.1)
+        yield {**pg_env, "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port)}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
