@@ -6,6 +6,8 @@
     .venv/bin/python bench/bench_backfill.py --smoke
     .venv/bin/python bench/bench_backfill.py --setups warm:direct --rounds 1   # the shipped setup, one backfill
     .venv/bin/python bench/bench_backfill.py --setups warm:direct --storage postgres   # PostgreSQL storage
+    .venv/bin/python bench/bench_backfill.py --setups warm:direct --episodes 12 --seconds 20 --strategy nearest \
+        --video-workers 1,2                      # issue 7 target 3 on one machine: 2 video workers vs 1
 
 Each setup (run launcher: Dagster's DefaultRunLauncher or the shipped WarmRunLauncher; runs queued by
 backfill_sensor or directly by the CLI, the shipped way) gets its own instance and daemon, which runs --rounds
@@ -18,6 +20,10 @@ Backfill time runs from `lerobot-pipeline backfill` (the request) until the data
 daemon is started (and its code location loaded) before the clock starts, as in a lab where `dagster dev`
 runs. `convert` of the same recordings is timed right before each round (the daemon idle), and each ratio is
 of that pair. Target (issue 7): backfill <= 1.25x convert.
+
+``--video-workers 1,2`` repeats every setup with the step's video pool (LEROBOT_PIPELINE_VIDEO_WORKERS, the
+one-machine deployment's workers) at each size, `convert --jobs N` beside it, and judges the backfill's speed-up
+of the largest pool over the first (target 3: 2 workers >= 1.8x 1, as `convert --jobs`).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ def instance_yaml(launcher: str, storage: str = "sqlite") -> str:
 
 
 def backfill_rounds(raw: Path, strategy: str, base: Path, timeout: float, launcher: str, submit: str, rounds: int,
-                    pause: float, storage: str = "sqlite") -> list[dict]:
+                    pause: float, storage: str = "sqlite", jobs: int | None = None) -> list[dict]:
     """``rounds`` backfills of the same recordings through one daemon, ``pause`` s apart (a lab's daemon idles
     between backfills). Round 1 is the daemon's first run; later rounds convert the episodes again. Right before
     each round, while the daemon idles, `convert` of the same recordings is timed: each ratio is of a pair."""
@@ -81,7 +87,8 @@ def backfill_rounds(raw: Path, strategy: str, base: Path, timeout: float, launch
         for n in range(rounds):
             if n:
                 time.sleep(pause)
-            conv = timed(cli("convert", "--input", str(raw), "--output", str(base / "ds"), "--strategy", strategy))
+            conv = timed(cli("convert", "--input", str(raw), "--output", str(base / "ds"), "--strategy", strategy,
+                             *(["--jobs", str(jobs)] if jobs else [])))
             shutil.rmtree(base / "ds", ignore_errors=True)
             time.sleep(1)
             tag = uuid.uuid4().hex[:12]
@@ -175,6 +182,9 @@ def main() -> None:
     p.add_argument("--storage", choices=["sqlite", "postgres"], default="sqlite",
                    help="instance storage: the shipped SQLite, or PostgreSQL (configs/dagster_postgres.yaml; a "
                    "throwaway cluster, or the server DAGSTER_PG_HOST names)")
+    p.add_argument("--video-workers", default="", metavar="N,M",
+                   help="repeat each setup with the step's video pool at each size (LEROBOT_PIPELINE_VIDEO_WORKERS; "
+                   "`convert --jobs N` beside it) and judge the last size's speed-up over the first (target >= 1.8x)")
     args = p.parse_args()
     rep = Report()
     with tempfile.TemporaryDirectory(prefix="bench_backfill_") as tmpdir:
@@ -187,21 +197,28 @@ def main() -> None:
         frames = count_frames(raw)
         print(f"\n== backfill vs convert: {raw} ({frames} frames), {args.strategy}, {args.storage} storage")
         results = {}
+        pools = [int(n) for n in args.video_workers.split(",") if n] or [None]
         for setup in args.setups.split(","):
             launcher, submit = setup.split(":")
-            base = tmp / setup.replace(":", "_")
-            saved = dict(os.environ)
-            with ExitStack() as stack:
-                if args.storage == "postgres":
-                    from lerobot_pipeline.localcluster import postgres_cluster
+            for workers in pools:
+                name = setup if workers is None else f"{setup}, {workers} video worker(s)"
+                base = tmp / (setup.replace(":", "_") + ("" if workers is None else f"_{workers}w"))
+                saved = dict(os.environ)
+                with ExitStack() as stack:
+                    if args.storage == "postgres":
+                        from lerobot_pipeline.localcluster import postgres_cluster
 
-                    os.environ.update(stack.enter_context(postgres_cluster()))
-                os.environ["DAGSTER_HOME"] = str(base / "home")
-                os.environ["LEROBOT_PIPELINE_WORK_DIR"] = str(base / "work")
-                results[setup] = backfill_rounds(raw, args.strategy, base, args.timeout, launcher, submit,
-                                                 args.rounds, args.pause, args.storage)
-            os.environ.clear()
-            os.environ.update(saved)
+                        os.environ.update(stack.enter_context(postgres_cluster()))
+                    os.environ["DAGSTER_HOME"] = str(base / "home")
+                    os.environ["LEROBOT_PIPELINE_WORK_DIR"] = str(base / "work")
+                    if workers is not None:
+                        from lerobot_pipeline.defs.resources import VIDEO_WORKERS_ENV
+
+                        os.environ[VIDEO_WORKERS_ENV] = str(workers)
+                    results[name] = backfill_rounds(raw, args.strategy, base, args.timeout, launcher, submit,
+                                                    args.rounds, args.pause, args.storage, jobs=workers)
+                os.environ.clear()
+                os.environ.update(saved)
         print()
         for setup, rounds in results.items():
             for n, bf in enumerate(rounds):
@@ -210,6 +227,15 @@ def main() -> None:
                         target="<= 1.25x convert", passed=ratio <= 1.25 and bf["held"] == bf["episodes"],
                         backfill_s=bf["wall_s"], convert_s=bf["convert_s"], ratio=round(ratio, 2),
                         in_dataset=f"{bf['held']}/{bf['episodes']}")
+        if len(pools) > 1:
+            for setup in args.setups.split(","):
+                first, last = (results[f"{setup}, {w} video worker(s)"] for w in (pools[0], pools[-1]))
+                for n, (a, b) in enumerate(zip(first, last)):  # round n of each pool: like for like (cold, warm)
+                    rep.add("workers", f"{setup}, round {n + 1}: {pools[-1]} vs {pools[0]} video workers",
+                            target=">= 1.8x", passed=a["wall_s"] / b["wall_s"] >= 1.8,
+                            backfill_speed_up=round(a["wall_s"] / b["wall_s"], 2),
+                            convert_speed_up=round(a["convert_s"] / b["convert_s"], 2),
+                            backfill_s=f"{a['wall_s']}/{b['wall_s']}", convert_s=f"{a['convert_s']}/{b['convert_s']}")
     rep.summary()
 
 
