@@ -48,7 +48,7 @@ def build_definitions(pipeline: PipelineResource, redis_stream: RedisStreamResou
 def warm_run_worker() -> None:
     """Called by a spare run worker (defs/run_worker.py) once it has imported this module, before it has a run:
     what a conversion step would otherwise do on its first episode, while the video workers wait. Imports
-    pandas (pyarrow's first ``pa.array`` loads it, 0.25 s) and matplotlib (the joint plot, 0.4 s), and starts
+    matplotlib (the joint plot, 0.4 s; pandas is never needed: core/arrow.py), and starts
     the video workers' forkserver (0.35 s of PyAV/OpenCV imports). Not when the steps run on Celery workers: this
     process then only orchestrates, and the warm-up would only take CPU from the workers on this host."""
     from lerobot_pipeline.defs.executors import executor_settings
@@ -57,7 +57,6 @@ def warm_run_worker() -> None:
         return
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
-    import pandas  # noqa: F401
 
     from lerobot_pipeline.core.camera_videos import start_forkserver
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from lerobot_pipeline.config import PipelineConfig
 from lerobot_pipeline.core import features as F
+from lerobot_pipeline.core.arrow import numeric_array, read_parquet
 from lerobot_pipeline.core.episode_writer import StagedPart
 from lerobot_pipeline.core.fsutil import (
     fresh_build_dir,
@@ -116,12 +117,12 @@ def _index_stats(n: int, episode_index: int, offset: int, task_index: int) -> di
 
 def indexed_table(src: Path, episode_index: int, offset: int, task_index: int) -> pa.Table:
     """A staged part's rows with the dataset's episode_index, global index and task_index set."""
-    table = pq.read_table(src)
+    table = read_parquet(src)
     n = table.num_rows
     replace = {
-        "episode_index": pa.array(np.full(n, episode_index, np.int64)),
-        "index": pa.array(np.arange(offset, offset + n, dtype=np.int64)),
-        "task_index": pa.array(np.full(n, task_index, np.int64)),
+        "episode_index": numeric_array(np.full(n, episode_index), pa.int64()),
+        "index": numeric_array(np.arange(offset, offset + n), pa.int64()),
+        "task_index": numeric_array(np.full(n, task_index), pa.int64()),
     }
     for name, arr in replace.items():
         table = table.set_column(table.schema.get_field_index(name), name, arr)

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lerobot_pipeline.config import PipelineConfig
+from lerobot_pipeline.core.arrow import read_parquet, to_numpy
 from lerobot_pipeline.core.episode_writer import StagedPart
 from lerobot_pipeline.core.video import probe_video
 
@@ -32,7 +32,7 @@ def _float_leaves(column: pa.ChunkedArray[Any]) -> Iterator[np.ndarray]:
                or pa.types.is_large_list(chunk.type)):
             chunk = chunk.flatten()  # type: ignore[attr-defined]  # a list array (checked above); the stubs know flatten only on ListArray
         if pa.types.is_floating(chunk.type):
-            yield chunk.to_numpy(zero_copy_only=False)
+            yield to_numpy(chunk)
 
 
 def check_parts(parts: list[StagedPart], config: PipelineConfig) -> EpisodeCheck:
@@ -42,14 +42,14 @@ def check_parts(parts: list[StagedPart], config: PipelineConfig) -> EpisodeCheck
     for p in parts:
         where = p.uid
         try:
-            table = pq.read_table(p.parquet)
+            table = read_parquet(p.parquet)
         except Exception as e:  # noqa: BLE001 - any unreadable file is a finding, not a crash
             problems.append(f"{where}: parquet unreadable ({e})")
             continue
         n = table.num_rows
         if n != p.length:
             problems.append(f"{where}: parquet has {n} rows, manifest says {p.length}")
-        ts = table.column("timestamp").to_numpy()
+        ts = to_numpy(table.column("timestamp"))
         expected = (np.arange(n) / config.fps).astype(np.float32)
         if not np.array_equal(ts, expected):
             problems.append(f"{where}: timestamp differs from frame_index/fps at row {int(np.argmax(ts != expected))}")

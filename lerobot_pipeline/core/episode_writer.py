@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from lerobot_pipeline.config import PipelineConfig
 from lerobot_pipeline.core import features as F
 from lerobot_pipeline.core.align import FrameArrays
+from lerobot_pipeline.core.arrow import numeric_array
 from lerobot_pipeline.core.fsutil import atomic_path, write_json_atomic
 from lerobot_pipeline.core.memory import return_freed_memory
 from lerobot_pipeline.core.report import PartReport
@@ -142,27 +143,27 @@ def _arrow_table(config: PipelineConfig, data: PartData, start: int = 0, stop: i
 
     def fixed(arr: np.ndarray) -> pa.FixedSizeListArray[Any]:
         arr = arr[start:stop]
-        return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1), pa.float32()), arr.shape[1])
+        return pa.FixedSizeListArray.from_arrays(numeric_array(arr.reshape(-1), pa.float32()), arr.shape[1])
 
     if a.action.ndim == 2:
         action = fixed(a.action)
     else:  # [L, C, D] -> list<list<float>>
         chunk = a.action[start:stop]
-        inner = pa.FixedSizeListArray.from_arrays(pa.array(chunk.reshape(-1), pa.float32()), chunk.shape[2])
-        offsets = pa.array(np.arange(0, n * chunk.shape[1] + 1, chunk.shape[1], dtype=np.int32))
-        action = pa.ListArray.from_arrays(  # type: ignore[call-overload]  # stubs: pa.array(ndarray) is a BooleanArray
+        inner = pa.FixedSizeListArray.from_arrays(numeric_array(chunk.reshape(-1), pa.float32()), chunk.shape[2])
+        offsets = numeric_array(np.arange(0, n * chunk.shape[1] + 1, chunk.shape[1]), pa.int32())
+        action = pa.ListArray.from_arrays(  # type: ignore[call-overload]  # stubs: offsets must be an Int32Array
             offsets, inner.cast(pa.list_(pa.float32()))).cast(schema.field(F.ACTION).type)
     frame_index = np.arange(start, stop, dtype=np.int64)
     cols = {
         F.STATE_SLAVE: fixed(a.state_slave),
         F.STATE_MASTER: fixed(a.state_master),
         F.ACTION: action,
-        F.CAPTURE_TIME: pa.array(data.capture_t_ns[start:stop], pa.int64()),
-        "timestamp": pa.array((frame_index / config.fps).astype(np.float32), pa.float32()),
-        "frame_index": pa.array(frame_index),
-        "episode_index": pa.array(np.zeros(n, np.int64)),
-        "index": pa.array(frame_index),
-        "task_index": pa.array(np.zeros(n, np.int64)),
+        F.CAPTURE_TIME: numeric_array(data.capture_t_ns[start:stop], pa.int64()),
+        "timestamp": numeric_array(frame_index / config.fps, pa.float32()),
+        "frame_index": numeric_array(frame_index, pa.int64()),
+        "episode_index": numeric_array(np.zeros(n), pa.int64()),
+        "index": numeric_array(frame_index, pa.int64()),
+        "task_index": numeric_array(np.zeros(n), pa.int64()),
     }
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 

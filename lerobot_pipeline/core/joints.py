@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lerobot_pipeline.config import ArmConfig, PipelineConfig, RobotConfig
+from lerobot_pipeline.core.arrow import to_numpy
 from lerobot_pipeline.errors import RawDataError
 
 if TYPE_CHECKING:
@@ -83,25 +84,6 @@ def fill_nans_by_time(
     return out, int(filled_mask[~drop].sum()), empty_columns, drop  # values of dropped rows do not count
 
 
-def _numpy(col: pa.ChunkedArray[Any], *, strict: bool = False) -> np.ndarray:
-    """A column's values as numpy. Numeric chunks without nulls are viewed in place: pyarrow's own
-    ``to_numpy`` imports pandas on first use, which alone is 0.3 s of every conversion's serial start.
-    Anything else goes through ``to_numpy`` (nulls become NaN), or, with ``strict``, raises ValueError."""
-    parts = []
-    for chunk in col.chunks:
-        if chunk.null_count == 0 and (pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)):
-            dtype = np.dtype(chunk.type.to_pandas_dtype())
-            data = chunk.buffers()[1]
-            assert data is not None  # a fixed-width array always has its data buffer
-            parts.append(np.frombuffer(memoryview(data), dtype=dtype, count=len(chunk),
-                                       offset=chunk.offset * dtype.itemsize))
-        elif strict:
-            raise ValueError(f"{chunk.type} with {chunk.null_count} null(s) is not a plain number column")
-        else:
-            parts.append(chunk.to_numpy(zero_copy_only=False))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
-
-
 def _read_columns(path: Path, ep: str, robot: RobotConfig) -> tuple[np.ndarray, np.ndarray]:
     """(t_ns int64, values float64 (n, joints)) of one joint file, read one column at a time: the decoded
     file is never in memory at once, only the arrays kept from it (a 20-minute arm is ~300k rows)."""
@@ -128,14 +110,14 @@ def _read_columns(path: Path, ep: str, robot: RobotConfig) -> tuple[np.ndarray, 
                 raise RawDataError(ep, f"cannot read parquet data ({e})", file=str(path)) from None
 
         try:
-            t_ns = _numpy(column(wanted[0]), strict=True).astype(np.int64) * 1_000_000_000
-            t_ns += _numpy(column(wanted[1]), strict=True).astype(np.int64)
+            t_ns = to_numpy(column(wanted[0]), strict=True).astype(np.int64) * 1_000_000_000
+            t_ns += to_numpy(column(wanted[1]), strict=True).astype(np.int64)
         except (pa.ArrowInvalid, ValueError, TypeError) as e:
             raise RawDataError(ep, f"timestamps are not integers ({e})", file=str(path), field=wanted[0]) from None
         values = np.empty((n, len(robot.joint_columns)), dtype=np.float64)
         for j, col in enumerate(robot.joint_columns):
             try:
-                values[:, j] = _numpy(column(col)).astype(np.float64)
+                values[:, j] = to_numpy(column(col)).astype(np.float64)
             except (ValueError, TypeError, pa.ArrowInvalid) as e:
                 raise RawDataError(ep, f"values are not numeric ({e})", file=str(path), field=col) from None
     return t_ns, values

@@ -242,26 +242,6 @@ def test_discover_episodes_without_joints_directory_is_an_error(tmp_path, make_c
         discover_episodes(tmp_path, make_config())
 
 
-def test_joint_columns_become_numpy_across_chunks_offsets_and_nulls():
-    """The joint reader views numeric parquet columns in place (no pandas import); sliced and multi-chunk
-    columns keep their values, nulls in a joint column become NaN (then filled), in a timestamp column an error."""
-    import pyarrow as pa
-
-    from lerobot_pipeline.core.joints import _numpy
-
-    ints = pa.chunked_array([pa.array([1, 2, 3], pa.int64()).slice(1), pa.array([4, 5], pa.int64())])
-    assert _numpy(ints, strict=True).tolist() == [2, 3, 4, 5]
-    floats = pa.chunked_array([pa.array([0.5, 1.25, -2.0], pa.float32()).slice(1, 2)])
-    assert _numpy(floats).tolist() == [1.25, -2.0]
-    with_null = pa.chunked_array([pa.array([1.5, None, 2.5], pa.float64())])
-    out = _numpy(with_null)
-    assert out[0] == 1.5 and np.isnan(out[1]) and out[2] == 2.5
-    with pytest.raises(ValueError, match="null"):
-        _numpy(pa.chunked_array([pa.array([1, None], pa.int64())]), strict=True)
-    with pytest.raises(ValueError):
-        _numpy(pa.chunked_array([pa.array(["1", "2"])]), strict=True)
-
-
 def test_null_timestamps_name_the_file_and_field(write_raw, make_config, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from lerobot_pipeline.config import PipelineConfig
 from lerobot_pipeline.core import features as F
+from lerobot_pipeline.core.arrow import read_parquet
 from lerobot_pipeline.core.dataset import (
     DatasetSummary,
     dataset_lock,
@@ -66,7 +67,7 @@ def read_episodes_meta(root: Path) -> list[dict[str, Any]] | None:
     files = sorted((Path(root) / "meta" / "episodes").glob("*/*.parquet"))
     rows: list[dict[str, Any]] = []
     for path in files:
-        table = pq.read_table(path)
+        table = read_parquet(path)
         table = table.select([c for c in table.column_names if not c.startswith("stats/")])
         rows.extend(table.to_pylist())
     return sorted(rows, key=lambda r: r["episode_index"])
@@ -241,7 +242,7 @@ def _write_data_file(b: _Build, plan: FilePlan, ordered: list[StagedPart], offse
     rel = plan.fid.data_path()
     tables = []
     if plan.old_units:
-        tables.append(pq.read_table(b.output / rel).slice(0, plan.old_units))
+        tables.append(read_parquet(b.output / rel).slice(0, plan.old_units))
     for i in plan.new:
         p = ordered[i]
         tables.append(indexed_table(p.parquet, i, offsets[i], task_of[p.uid]))

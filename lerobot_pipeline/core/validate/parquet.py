@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from lerobot_pipeline.core.arrow import read_parquet, to_numpy
 from lerobot_pipeline.core.features import EPISODES_PATH, TASKS_PATH
 from lerobot_pipeline.core.memory import return_freed_memory
 from lerobot_pipeline.core.validate.context import (
@@ -105,7 +105,7 @@ def read_file_values(ctx: Context, rel: str) -> tuple[int, dict[str, np.ndarray]
     """(rows, feature values) of one data file, its columns checked against info.json; None if unreadable."""
     p = ctx.problems
     try:
-        table = pq.read_table(ctx.root / rel)
+        table = read_parquet(ctx.root / rel)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for damaged files
         p.error(rel, f"cannot be read as parquet: {one_line(e)}")
         return None
@@ -172,7 +172,7 @@ def column_values(ctx: Context, where: str, feature: Feature, column: pa.Array[A
         if leaf.null_count:
             p.error(where, f"{leaf.null_count} null lists at nesting level {level + 1}")
             return None
-        lengths = pc.list_value_length(leaf).to_numpy(zero_copy_only=False)
+        lengths = to_numpy(pc.list_value_length(leaf))
         bad = lengths != size
         if bad.any():
             i = first_true(bad)
@@ -206,7 +206,7 @@ def column_values(ctx: Context, where: str, feature: Feature, column: pa.Array[A
             p.error(where, f"stored as {leaf.type}, info.json says {feature.dtype}")
             return None
 
-    arr = leaf.to_numpy(zero_copy_only=False).reshape((n, *dims))
+    arr = to_numpy(leaf).reshape((n, *dims))
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr.reshape(n, -1)).all(axis=1) if n else np.zeros(0, bool)
         if bad.any():

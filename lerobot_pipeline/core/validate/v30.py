@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from lerobot_pipeline.core.arrow import read_parquet
 from lerobot_pipeline.core.features import INFO_PATH
 from lerobot_pipeline.core.v30 import layout as L
 from lerobot_pipeline.core.validate.context import STAT_KEYS, TIMESTAMP_TOLERANCE_S, Context, Feature, read_json
@@ -107,7 +107,7 @@ def _check_tasks(ctx: Context) -> None:
         ctx.problems.error(L.TASKS_PATH, "missing (lerobot falls back to the Hugging Face Hub and fails offline)")
         return
     try:
-        table = pq.read_table(path)
+        table = read_parquet(path)
     except Exception as e:  # noqa: BLE001
         ctx.problems.error(L.TASKS_PATH, f"cannot be read as parquet: {one_line(e)}")
         return
@@ -141,7 +141,7 @@ def _read_episode_rows(ctx: Context) -> list[dict[str, Any]] | None:
     for path in files:
         rel = path.relative_to(ctx.root).as_posix()
         try:
-            table = pq.read_table(path)
+            table = read_parquet(path)
         except Exception as e:  # noqa: BLE001
             ctx.problems.error(rel, f"cannot be read as parquet: {one_line(e)}")
             return None
