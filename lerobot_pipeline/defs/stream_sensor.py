@@ -42,14 +42,29 @@ INTERVAL = _interval()
 _FINISHED_BAD = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
+def _ended_for_good(run: dg.DagsterRun) -> bool:
+    """Failed or canceled, and no automatic retry still owed: a failure tagged ``dagster/will_retry=true`` whose
+    retry is not yet named in ``dagster/auto_retry_run_id`` is a conversion still to come (Dagster's retry
+    daemon, or else run_retry's sweep, makes it, or tags the run ``will_retry=false`` if it cannot)."""
+    from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
+
+    if run.status not in _FINISHED_BAD:
+        return False
+    owed = (run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true"
+            and AUTO_RETRY_RUN_ID_TAG not in run.tags)
+    return not owed
+
+
 def run_key_for(instance: dg.DagsterInstance, run_key: str, stream_id: str) -> str:
     """The message's run key, unless every conversion of that partition has ended in failure (run retries
-    included): then publishing it again is a retry, and a failed run's key must not block it (Dagster
-    skips any key it has seen), so the key gets the entry's stream id (``<key>#<id>``: re-reading the same
-    entry after a failed tick still gives the same key, so still one run)."""
+    included, and none still owed): then publishing it again is a retry, and a failed run's key must not block
+    it (Dagster skips any key it has seen), so the key gets the entry's stream id (``<key>#<id>``: re-reading
+    the same entry after a failed tick still gives the same key, so still one run). Seen in a daemon-kill test:
+    an entry read again between a failure and the creation of its owed retry gave a second, concurrent
+    conversion of the episode."""
     recs = instance.get_run_records(dg.RunsFilter(job_name=convert_episode_job.name,
                                                   tags={"dagster/partition": run_key}), limit=50)
-    if recs and all(r.dagster_run.status in _FINISHED_BAD for r in recs):
+    if recs and all(_ended_for_good(r.dagster_run) for r in recs):
         return f"{run_key}#{stream_id}"
     return run_key
 

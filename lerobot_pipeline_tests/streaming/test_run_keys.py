@@ -46,3 +46,21 @@ def test_republishing_after_a_success_requests_nothing_new(rig):
     _run(rig, dg.DagsterRunStatus.SUCCESS, **{"dagster/retry_number": "1"})
     rig.publish("episode_0000")
     assert _keys(rig, first)[0] == [KEY]
+
+
+def test_a_failure_whose_automatic_retry_is_still_owed_keeps_the_key(rig):
+    """Between a run's failure (tagged will_retry=true) and the creation of its retry, the partition still has a
+    conversion to come: an entry read again then must not open a new key (a second conversion of the episode)."""
+    first = rig.publish("episode_0000")
+    assert _keys(rig) == ([KEY], first)
+    failed = _run(rig, dg.DagsterRunStatus.FAILURE, **{"dagster/run_key": KEY, "dagster/will_retry": "true"})
+    again = rig.publish("episode_0000")
+    assert _keys(rig, first)[0] == [KEY]  # retry owed: the old key, which Dagster skips
+
+    rig.instance.add_run_tags(failed.run_id, {"dagster/will_retry": "false"})  # no retry will come
+    assert _keys(rig, first)[0] == [f"{KEY}#{again}"]
+
+    rig.instance.add_run_tags(failed.run_id, {"dagster/will_retry": "true"})  # the retry was made and failed too
+    retry = _run(rig, dg.DagsterRunStatus.FAILURE, **{"dagster/retry_number": "1", "dagster/will_retry": "false"})
+    rig.instance.add_run_tags(failed.run_id, {"dagster/auto_retry_run_id": retry.run_id})
+    assert _keys(rig, first)[0] == [f"{KEY}#{again}"]
