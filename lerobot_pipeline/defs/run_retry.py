@@ -34,6 +34,15 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
+def retry_owed(run: dg.DagsterRun) -> bool:
+    """A failure Dagster marked will-retry whose retry it has not named yet: a conversion still to come (Dagster's
+    retry daemon makes it, or else this module's sweep, which tags the run ``will_retry=false`` if it cannot)."""
+    from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
+
+    return (run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true"
+            and AUTO_RETRY_RUN_ID_TAG not in run.tags)
+
+
 def missed_retries(instance: dg.DagsterInstance, jobs: Iterable[str], grace: float = GRACE_SECONDS,
                    now: float | None = None) -> list[dg.DagsterRun]:
     """Runs of ``jobs`` that failed between ``LOOKBACK_SECONDS`` and ``grace`` ago, are marked will-retry, and
@@ -49,7 +58,7 @@ def missed_retries(instance: dg.DagsterInstance, jobs: Iterable[str], grace: flo
     named = {r.tags[AUTO_RETRY_RUN_ID_TAG]: r for r in failed if AUTO_RETRY_RUN_ID_TAG in r.tags}
     unsubmitted = {r.dagster_run.run_id for r in instance.get_run_records(dg.RunsFilter(
         run_ids=list(named), statuses=[dg.DagsterRunStatus.NOT_STARTED]))} if named else set()
-    return [r for r in failed if r.tags.get(AUTO_RETRY_RUN_ID_TAG) in unsubmitted | {None}]
+    return [r for r in failed if retry_owed(r) or r.tags.get(AUTO_RETRY_RUN_ID_TAG) in unsubmitted]
 
 
 def _workspace(instance: dg.DagsterInstance, run: dg.DagsterRun):

@@ -15,6 +15,7 @@ import dagster as dg
 from lerobot_pipeline.defs.jobs import convert_episode_job
 from lerobot_pipeline.defs.partitions import EPISODE_DIM, episode_partitions, multi_key
 from lerobot_pipeline.defs.resources import OVERRIDES_TAG, PipelineResource, RedisStreamResource
+from lerobot_pipeline.defs.run_retry import retry_owed
 from lerobot_pipeline.errors import PipelineError
 
 SOURCE_TAG = "lerobot_pipeline/source"
@@ -43,16 +44,8 @@ _FINISHED_BAD = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
 def _ended_for_good(run: dg.DagsterRun) -> bool:
-    """Failed or canceled, and no automatic retry still owed: a failure tagged ``dagster/will_retry=true`` whose
-    retry is not yet named in ``dagster/auto_retry_run_id`` is a conversion still to come (Dagster's retry
-    daemon, or else run_retry's sweep, makes it, or tags the run ``will_retry=false`` if it cannot)."""
-    from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
-
-    if run.status not in _FINISHED_BAD:
-        return False
-    owed = (run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true"
-            and AUTO_RETRY_RUN_ID_TAG not in run.tags)
-    return not owed
+    """Failed or canceled, and no automatic retry still owed (``run_retry.retry_owed``)."""
+    return run.status in _FINISHED_BAD and not retry_owed(run)
 
 
 def run_key_for(instance: dg.DagsterInstance, run_key: str, stream_id: str) -> str:
