@@ -201,7 +201,6 @@ def main() -> None:
         for setup in args.setups.split(","):
             launcher, submit = setup.split(":")
             for workers in pools:
-                name = setup if workers is None else f"{setup}, {workers} video worker(s)"
                 base = tmp / (setup.replace(":", "_") + ("" if workers is None else f"_{workers}w"))
                 saved = dict(os.environ)
                 with ExitStack() as stack:
@@ -215,21 +214,22 @@ def main() -> None:
                         from lerobot_pipeline.defs.resources import VIDEO_WORKERS_ENV
 
                         os.environ[VIDEO_WORKERS_ENV] = str(workers)
-                    results[name] = backfill_rounds(raw, args.strategy, base, args.timeout, launcher, submit,
+                    results[setup, workers] = backfill_rounds(raw, args.strategy, base, args.timeout, launcher, submit,
                                                     args.rounds, args.pause, args.storage, jobs=workers)
                 os.environ.clear()
                 os.environ.update(saved)
         print()
-        for setup, rounds in results.items():
+        for (setup, workers), rounds in results.items():
+            name = setup if workers is None else f"{setup}, {workers} video worker(s)"
             for n, bf in enumerate(rounds):
                 ratio = bf["wall_s"] / bf["convert_s"]
-                rep.add("backfill", f"{setup}, {args.storage}, round {n + 1}: {bf['episodes']} ep, {bf['runs']} run(s)",
+                rep.add("backfill", f"{name}, {args.storage}, round {n + 1}: {bf['episodes']} ep, {bf['runs']} run(s)",
                         target="<= 1.25x convert", passed=ratio <= 1.25 and bf["held"] == bf["episodes"],
                         backfill_s=bf["wall_s"], convert_s=bf["convert_s"], ratio=round(ratio, 2),
                         in_dataset=f"{bf['held']}/{bf['episodes']}")
         if len(pools) > 1:
             for setup in args.setups.split(","):
-                first, last = (results[f"{setup}, {w} video worker(s)"] for w in (pools[0], pools[-1]))
+                first, last = results[setup, pools[0]], results[setup, pools[-1]]
                 for n, (a, b) in enumerate(zip(first, last)):  # round n of each pool: like for like (cold, warm)
                     rep.add("workers", f"{setup}, round {n + 1}: {pools[-1]} vs {pools[0]} video workers",
                             target=">= 1.8x", passed=a["wall_s"] / b["wall_s"] >= 1.8,
