@@ -13,6 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lerobot_pipeline.core.forkserver import start_forkserver  # noqa: E402
+
+if __name__ == "__main__":  # as convert does: the workers' server imports while this process does
+    start_forkserver()
+
 from lerobot_pipeline.config import load_config  # noqa: E402
 from lerobot_pipeline.core.camera_videos import CameraJob, camera_jobs, pool_for, read_bgr  # noqa: E402
 from lerobot_pipeline.core.convert import align_episode  # noqa: E402

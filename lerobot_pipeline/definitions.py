@@ -58,7 +58,7 @@ def warm_run_worker() -> None:
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
 
-    from lerobot_pipeline.core.camera_videos import start_forkserver
+    from lerobot_pipeline.core.forkserver import start_forkserver
 
     start_forkserver()
 

@@ -53,6 +53,24 @@ def to_numpy(column: pa.Array[Any] | pa.ChunkedArray[Any], *, strict: bool = Fal
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def list_lengths(lists: pa.Array[Any]) -> np.ndarray:
+    """The length of each list of a null-free list, large-list or fixed-size-list array, from its offsets
+    (``pyarrow.compute.list_value_length`` without importing ``pyarrow.compute``: 0.12 s)."""
+    if pa.types.is_fixed_size_list(lists.type):
+        return np.full(len(lists), lists.type.list_size, np.int64)
+    return np.diff(to_numpy(lists.offsets))  # type: ignore[attr-defined]  # a (large) list array
+
+
+def flatten_lists(lists: pa.Array[Any]) -> pa.Array[Any]:
+    """The values of a null-free list array's lists, in order (``Array.flatten`` imports ``pyarrow.compute``)."""
+    if pa.types.is_fixed_size_list(lists.type):
+        size = lists.type.list_size
+        return lists.values.slice(lists.offset * size, len(lists) * size)  # type: ignore[attr-defined]
+    offsets = to_numpy(lists.offsets)  # type: ignore[attr-defined]
+    first = int(offsets[0]) if len(offsets) else 0
+    return lists.values.slice(first, int(offsets[-1]) - first if len(offsets) else 0)  # type: ignore[attr-defined]
+
+
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     """One parquet file as a table, schema metadata included (``pq.read_table`` without ``pyarrow.dataset``)."""
     with pq.ParquetFile(path) as f:

@@ -25,6 +25,7 @@ import psutil  # type: ignore[import-untyped]  # no stubs installed
 
 from lerobot_pipeline.config import PipelineConfig, VideoConfig
 from lerobot_pipeline.core import features as F
+from lerobot_pipeline.core.forkserver import forkserver_context
 from lerobot_pipeline.core.fsutil import atomic_path, durable_writes, write_json_atomic
 from lerobot_pipeline.core.raw import CameraFrames
 from lerobot_pipeline.core.stats import ImageStatsAccumulator
@@ -218,12 +219,6 @@ def default_jobs(config: PipelineConfig) -> int:
     return max(1, min(len(config.cameras), usable_cpus()))
 
 
-def _forkserver_context() -> Any:  # multiprocessing's context classes are not public types
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    return ctx
-
-
 def _end_with_owner(owner_pid: int, owner_started: float) -> None:
     """Pool worker initializer: exit once the process that owns the pool is gone. A worker whose owner was
     SIGKILLed (a run worker killed mid-step) would otherwise wait on its task queue for ever: it holds that
@@ -248,17 +243,8 @@ def video_pool(workers: int) -> ProcessPoolExecutor:
     Dagster step; the server preloads this module, so each worker starts without re-importing PyAV/OpenCV).
     Workers end with their owner (:func:`_end_with_owner`)."""
     me = os.getpid()
-    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=_forkserver_context(),
+    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=forkserver_context(),
                                initializer=_end_with_owner, initargs=(me, psutil.Process(me).create_time()))
-
-
-def start_forkserver() -> None:
-    """Start the forkserver now, with this module preloaded (~0.3 s of imports in its own process): a process
-    that will encode later (a spare Dagster run worker) then forks its video workers at once."""
-    from multiprocessing import forkserver
-
-    _forkserver_context()
-    forkserver.ensure_running()
 
 
 def prestart_video_pool(jobs: int) -> Executor:

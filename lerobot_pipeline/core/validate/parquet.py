@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from lerobot_pipeline.core.arrow import read_parquet, to_numpy
+from lerobot_pipeline.core.arrow import flatten_lists, list_lengths, read_parquet, to_numpy
 from lerobot_pipeline.core.features import EPISODES_PATH, TASKS_PATH
 from lerobot_pipeline.core.memory import return_freed_memory
 from lerobot_pipeline.core.validate.context import (
@@ -172,7 +171,7 @@ def column_values(ctx: Context, where: str, feature: Feature, column: pa.Array[A
         if leaf.null_count:
             p.error(where, f"{leaf.null_count} null lists at nesting level {level + 1}")
             return None
-        lengths = to_numpy(pc.list_value_length(leaf))
+        lengths = list_lengths(leaf)
         bad = lengths != size
         if bad.any():
             i = first_true(bad)
@@ -181,7 +180,7 @@ def column_values(ctx: Context, where: str, feature: Feature, column: pa.Array[A
             p.error(where, f"{int(bad.sum())} {what} do not have {size} values (first at row {row}: "
                            f"{int(lengths[i])} values); info.json shape is {list(shape)}")
             return None
-        leaf = leaf.flatten()  # type: ignore[attr-defined]  # a list array (checked above); the stubs know flatten only on ListArray
+        leaf = flatten_lists(leaf)
     if is_list_type(leaf.type):
         p.error(where, f"{column.type} is nested deeper than shape {list(shape)}"
                        + (" (shape [1] is stored as a plain column)" if shape == (1,) else ""))
