@@ -65,10 +65,10 @@ def flatten_lists(lists: pa.Array[Any]) -> pa.Array[Any]:
     """The values of a null-free list array's lists, in order (``Array.flatten`` imports ``pyarrow.compute``)."""
     if pa.types.is_fixed_size_list(lists.type):
         size = lists.type.list_size
-        return lists.values.slice(lists.offset * size, len(lists) * size)  # type: ignore[attr-defined]
+        return lists.values.slice(lists.offset * size, len(lists) * size)  # type: ignore[attr-defined,no-any-return]
     offsets = to_numpy(lists.offsets)  # type: ignore[attr-defined]
     first = int(offsets[0]) if len(offsets) else 0
-    return lists.values.slice(first, int(offsets[-1]) - first if len(offsets) else 0)  # type: ignore[attr-defined]
+    return lists.values.slice(first, int(offsets[-1]) - first if len(offsets) else 0)  # type: ignore[attr-defined,no-any-return]
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:

@@ -136,3 +136,30 @@ def test_public_api_imports_without_dagster():
             "print('dagster' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("argv", "starts"), [
+    (["convert", "--input", "x", "--jobs", "2"], True),
+    (["convert", "-j2", "--input", "x"], True),
+    (["convert", "--jobs", "1"], False),  # videos encode inline: no workers to start
+    (["convert", "--jobs", "two"], False),  # left for the real parser to report
+    (["convert", "--help"], False),
+    (["validate", "x"], False),
+])
+def test_convert_starts_its_video_workers_forkserver_before_its_own_imports(argv, starts):
+    """The forkserver's PyAV/OpenCV imports run beside the CLI's own, not after them; nothing starts where no
+    worker will run. Judged in a fresh interpreter, by the children it has right after the call."""
+    code = ("import sys, psutil; from lerobot_pipeline.cli import start_video_workers_early; "
+            f"start_video_workers_early({argv!r}); "
+            "kids = [' '.join(p.cmdline()) for p in psutil.Process().children()]; "
+            "print(any('forkserver' in k for k in kids), 'av' in sys.modules, 'cv2' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(starts), "False", "False"]  # and this process imported neither
+
+
+def test_the_forkserver_preloads_the_module_the_video_workers_run():
+    """multiprocessing skips a preload module it cannot import, silently: a wrong name would only be slow."""
+    from lerobot_pipeline.core import camera_videos, forkserver
+
+    assert forkserver.PRELOAD == camera_videos.__name__
