@@ -8,29 +8,40 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress as RichProgress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich (~45 ms of imports) is imported only where a bar is drawn: not in a script, a pipe or a benchmark.
 
 
-class RateColumn(TextColumn):
-    """Items per second (``convert 1.3/s``), from rich's own speed estimate."""
+def _rich_bar(stream) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress as RichProgress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
 
-    def __init__(self) -> None:
-        super().__init__("")
+    class RateColumn(TextColumn):
+        """Items per second (``convert 1.3/s``), from rich's own speed estimate."""
 
-    def render(self, task):
-        from rich.text import Text
+        def __init__(self) -> None:
+            super().__init__("")
 
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.2f}/s" if speed else "-/s", style="progress.data.speed")
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.2f}/s" if speed else "-/s", style="progress.data.speed")
+
+    return RichProgress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[message]}"),
+        console=console_for(stream), transient=False,
+    )
 
 
 _ACTIVE: set[Progress] = set()
@@ -43,6 +54,8 @@ def close_all() -> None:
 
 
 def console_for(stream=None) -> Console:
+    from rich.console import Console
+
     return Console(file=stream or sys.stderr, highlight=False)
 
 
@@ -53,13 +66,9 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.monotonic()
         self.done = 0
-        self._bar: RichProgress | None = None
+        self._bar: Any = None  # a rich Progress while drawn
         if self.tty and total > 0:
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[message]}"),
-                console=console_for(self.stream), transient=False,
-            )
+            self._bar = _rich_bar(self.stream)
             self._task = self._bar.add_task(label, total=total, message="")
             self._bar.start()
             _ACTIVE.add(self)
