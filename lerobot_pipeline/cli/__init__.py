@@ -61,7 +61,12 @@ def start_video_workers_early(argv: list[str]) -> None:
         known, _ = pre.parse_known_args(argv[1:])
     except argparse.ArgumentError:
         return  # the real parser reports it
-    jobs = known.jobs if known.jobs is not None else len(os.sched_getaffinity(0))
+    if known.jobs is not None:
+        jobs = known.jobs
+    elif hasattr(os, "sched_getaffinity"):  # convert's default: the cores this process may use
+        jobs = len(os.sched_getaffinity(0))
+    else:
+        jobs = os.cpu_count() or 1
     if known.help or jobs <= 1:
         return
     from lerobot_pipeline.core.forkserver import start_forkserver
