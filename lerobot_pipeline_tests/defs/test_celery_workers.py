@@ -34,7 +34,7 @@ from .conftest import REPO_ROOT, SOURCE
 
 pytestmark = pytest.mark.slow
 
-EPISODES = 4
+EPISODES = 6  # enough that work is left once both workers have taken steps
 STRATEGY = "nearest"
 TIMEOUT_S = 150
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -101,7 +101,9 @@ def test_backfill_on_two_celery_workers_survives_a_killed_worker(tmp_path, clust
     monkeypatch.setenv("LEROBOT_PIPELINE_BACKFILL_BATCH", "1")
     t0 = time.monotonic()
     raw, work = tmp_path / "raw", cluster["work"]
-    generate_dataset(raw, episodes=EPISODES, seconds=2.0, size=(64, 48), seed=5)
+    # 10-s episodes: a step lasts long enough (~3 s) to be caught running; 2-s ones took ~1 s once conversion got
+    # faster, and every step could end between two looks
+    generate_dataset(raw, episodes=EPISODES, seconds=10.0, size=(64, 48), seed=5)
     instance = dg.DagsterInstance.get()
     assert "postgres" in type(instance.run_storage).__name__.lower()
     keys, skipped = orchestrate.register_episodes(instance, work, raw, SOURCE)
