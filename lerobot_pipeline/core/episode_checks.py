@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from lerobot_pipeline.config import PipelineConfig
-from lerobot_pipeline.core.arrow import read_parquet, to_numpy
+from lerobot_pipeline.core.arrow import flatten_lists, is_list_type, read_parquet, to_numpy
 from lerobot_pipeline.core.episode_writer import StagedPart
 from lerobot_pipeline.core.video import probe_video
 
@@ -28,9 +28,8 @@ class EpisodeCheck:
 def _float_leaves(column: pa.ChunkedArray[Any]) -> Iterator[np.ndarray]:
     """The innermost float values of a (possibly nested list) column, chunk by chunk."""
     for chunk in column.chunks:
-        while (pa.types.is_list(chunk.type) or pa.types.is_fixed_size_list(chunk.type)
-               or pa.types.is_large_list(chunk.type)):
-            chunk = chunk.flatten()  # type: ignore[attr-defined]  # a list array (checked above); the stubs know flatten only on ListArray
+        while is_list_type(chunk.type):
+            chunk = flatten_lists(chunk)
         if pa.types.is_floating(chunk.type):
             yield to_numpy(chunk)
 

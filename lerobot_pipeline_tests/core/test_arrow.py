@@ -72,6 +72,14 @@ def test_list_lengths_and_flatten_are_what_pyarrow_compute_gives(case):
     assert flat.type == lists.flatten().type and flat.to_pylist() == lists.flatten().to_pylist()
 
 
+def test_flatten_skips_null_lists_as_pyarrow_does():
+    """A null list may own a non-empty range of the values (the format allows it): offsets alone would keep it."""
+    offsets, values = pa.array([0, 2, 4, 5], pa.int32()), pa.array([1, 2, 9, 9, 3], pa.int64())
+    lists = pa.ListArray.from_arrays(offsets, values, mask=pa.array([False, True, False]))
+    assert lists.to_pylist() == [[1, 2], None, [3]]
+    assert flatten_lists(lists).to_pylist() == lists.flatten().to_pylist() == [1, 2, 3]
+
+
 def test_read_parquet_is_read_table_with_its_metadata(tmp_path):
     table = pa.table({"a": pa.array([1, 2, 3], pa.int64()), "b": pa.array([[1.0, 2.0]] * 3, pa.list_(pa.float32()))})
     table = table.replace_schema_metadata({"pandas": '{"index_columns": []}', "x": "y"})

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lerobot_pipeline.core.arrow import flatten_lists, list_lengths, read_parquet, to_numpy
+from lerobot_pipeline.core.arrow import flatten_lists, is_list_type, list_lengths, read_parquet, to_numpy
 from lerobot_pipeline.core.features import EPISODES_PATH, TASKS_PATH
 from lerobot_pipeline.core.memory import return_freed_memory
 from lerobot_pipeline.core.validate.context import (
@@ -18,7 +18,7 @@ from lerobot_pipeline.core.validate.context import (
     Context,
     Feature,
 )
-from lerobot_pipeline.core.validate.report import first_true, is_int, is_list_type, one_line, short_list
+from lerobot_pipeline.core.validate.report import first_true, is_int, one_line, short_list
 
 
 def _strays(ctx: Context, folder: str, pattern: str, expected: Container[str]) -> list[str]:

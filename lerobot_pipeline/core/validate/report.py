@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TypeGuard
 
 import numpy as np
-import pyarrow as pa
 
 ERROR = "error"
 WARNING = "warning"
@@ -110,10 +109,6 @@ def one_line(text: object, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
-
-
-def is_list_type(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def first_true(mask: np.ndarray) -> int:
