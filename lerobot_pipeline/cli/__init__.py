@@ -7,7 +7,6 @@ project's typed errors into one-line messages and exit codes.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from lerobot_pipeline.errors import PipelineError
@@ -61,16 +60,11 @@ def start_video_workers_early(argv: list[str]) -> None:
         known, _ = pre.parse_known_args(argv[1:])
     except argparse.ArgumentError:
         return  # the real parser reports it
-    if known.jobs is not None:
-        jobs = known.jobs
-    elif hasattr(os, "sched_getaffinity"):  # convert's default: the cores this process may use
-        jobs = len(os.sched_getaffinity(0))
-    else:
-        jobs = os.cpu_count() or 1
+    from lerobot_pipeline.core.forkserver import start_forkserver, usable_cpus
+
+    jobs = known.jobs if known.jobs is not None else usable_cpus()  # convert's default
     if known.help or jobs <= 1:
         return
-    from lerobot_pipeline.core.forkserver import start_forkserver
-
     try:
         start_forkserver()
     except (OSError, ValueError):

@@ -25,7 +25,7 @@ import psutil  # type: ignore[import-untyped]  # no stubs installed
 
 from lerobot_pipeline.config import PipelineConfig, VideoConfig
 from lerobot_pipeline.core import features as F
-from lerobot_pipeline.core.forkserver import forkserver_context
+from lerobot_pipeline.core.forkserver import forkserver_context, usable_cpus
 from lerobot_pipeline.core.fsutil import atomic_path, durable_writes, write_json_atomic
 from lerobot_pipeline.core.raw import CameraFrames
 from lerobot_pipeline.core.stats import ImageStatsAccumulator
@@ -205,14 +205,6 @@ class _InlineExecutor(Executor):
 
 
 _inline = _InlineExecutor()
-
-
-def usable_cpus() -> int:
-    """Cores this process may run on: its CPU affinity (taskset, a container's cpuset), else all of them."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def default_jobs(config: PipelineConfig) -> int:
